@@ -1,0 +1,45 @@
+"""The `bertbeam` command: dispatches subcommands to their modules, importing each lazily."""
+import importlib
+import sys
+from typing import Callable, Optional, Sequence
+
+# Subcommand -> ("module", "function", one-line help). Each function takes argv (without the subcommand).
+SUBCOMMANDS = {
+    "build": ("pipeline.build", "main", "build pretraining TFRecords + manifest.json from a corpus (Beam)"),
+    "inspect": ("pipeline.inspect_data", "main", "print a dataset's manifest and decode its first instances"),
+    "segment": ("pipeline.segment_cmd", "main", "split paragraphs on stdin into sentences (one a line)"),
+    "vocab": ("vocab.cli", "main", "train / report / validate WordPiece and SentencePiece vocabularies"),
+    "train": ("training.run_pretrain", "main", "pretrain BERT/ALBERT in Flax on a built dataset"),
+    "export": ("training.export", "main", "export trained Flax weights to a TF BERT/ALBERT checkpoint"),
+    "plan": ("pipeline.plan", "main", "epoch / dupe_factor / wall-time arithmetic for a phase schedule"),
+    "launch": ("pipeline.launch", "main", "launch training on TPU VMs (gcloud), with --dry_run"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: bertbeam SUBCOMMAND [flags]", "", "subcommands:"]
+    lines += [f"  {name:<8} {spec[2]}" for name, spec in SUBCOMMANDS.items()]
+    lines += ["", "`bertbeam SUBCOMMAND --help` for its flags."]
+    return "\n".join(lines)
+
+
+def _resolve(name: str) -> Callable[[Sequence[str]], Optional[int]]:
+    module_name, func_name, _ = SUBCOMMANDS[name]
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"bertbeam: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    result = _resolve(name)(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bertbeam transforms package."""
