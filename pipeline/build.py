@@ -1,0 +1,274 @@
+"""`bertbeam build`: corpus -> sharded BERT pretraining TFRecords + manifest.json, on any Beam runner."""
+import argparse
+import logging
+import math
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from pipeline import __version__
+from pipeline import flags as flaglib
+
+BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents")
+# Rough TFRecord bytes per input byte per dupe copy (measured: ~1.9 on English books at seq 128),
+# used only to pick a shard count when --num_shards is not given.
+OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
+
+
+class FlagError(ValueError):
+    """A flag value that cannot work; the message names the flag."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bertbeam build", description=__doc__,
+                                epilog="Every other argument is passed to Beam's PipelineOptions "
+                                       "(--runner, --direct_num_workers, --direct_running_mode, Dataflow flags).")
+    p.add_argument("--input_file", required=True,
+                   help="Comma-separated input files or globs (local or gs://; gzip read transparently).")
+    p.add_argument("--output_dir", required=True, help="Output folder (local or gs://).")
+    p.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt the model will be trained with.")
+    p.add_argument("--spm_model_file", default=None, help="SentencePiece model (ALBERT format) instead of WordPiece.")
+    p.add_argument("--model_class", default=None, help="Model class whose vocabulary/casing defaults to use.")
+    flaglib.add_bool(p, "do_lower_case", None, "Lower case the input (default True for WordPiece).")
+    flaglib.add_bool(p, "strip_accents", None, "Strip accents when lower casing (default: as do_lower_case).")
+    flaglib.add_bool(p, "do_whole_word_mask", False, "Mask whole words instead of WordPiece pieces.")
+    p.add_argument("--max_seq_length", type=int, default=128, help="Maximum sequence length.")
+    p.add_argument("--max_predictions_per_seq", type=int, default=20, help="Maximum masked LM predictions per sequence.")
+    p.add_argument("--masked_lm_prob", type=float, default=0.15, help="Masked LM probability.")
+    p.add_argument("--short_seq_prob", type=float, default=0.1,
+                   help="Probability of creating sequences shorter than the maximum length.")
+    p.add_argument("--dupe_factor", type=int, default=10,
+                   help="Number of times to duplicate the input data (with different masks).")
+    p.add_argument("--random_seed", type=int, default=12345, help="Random seed for data generation.")
+    p.add_argument("--pairing", default="nsp", choices=("nsp", "sop", "none"),
+                   help="Pair task: BERT next-sentence (nsp), ALBERT sentence-order (sop), or none (MLM only).")
+    p.add_argument("--max_ngram_size", type=int, default=1, help="ALBERT n-gram masking: spans of 1..N words.")
+    flaglib.add_bool(p, "favor_shorter_ngram", True, "n-gram length probability ∝ 1/n.")
+    p.add_argument("--masking", default="static", choices=("static", "dynamic"),
+                   help="static: masks written in the records; dynamic: masked at load time by the trainer.")
+    p.add_argument("--input_format", default="bert", choices=("bert", "text", "jsonl"),
+                   help="bert: a sentence a line; text: a paragraph a line; jsonl: a document a line. "
+                        "Blank lines separate documents (bert, text).")
+    p.add_argument("--text_field", default="text", help="jsonl: field holding the text.")
+    p.add_argument("--id_field", default=None, help="jsonl: optional field holding a document id.")
+    p.add_argument("--lang", default=None, help="Sentence segmentation rules for text/jsonl (no, nb, nn, da, sv, en).")
+    p.add_argument("--num_shards", type=int, default=0, help="Output shards (0: from --target_shard_mb).")
+    p.add_argument("--target_shard_mb", type=float, default=256.0,
+                   help="Approximate shard size used to choose the shard count when --num_shards is 0.")
+    p.add_argument("--compression", default="none", choices=("none", "gzip"), help="Output TFRecord compression.")
+    flaglib.add_bool(p, "overwrite", False, "Replace an earlier output in --output_dir.")
+    p.add_argument("--random_next_bucket_size", type=int, default=1000,
+                   help="Documents per bucket from which NSP random-next documents are drawn "
+                        "(the reference draws from one input file).")
+    p.add_argument("--bucket_max_mb", type=float, default=4.0,
+                   help="A bucket also closes at this much text (bounds worker memory).")
+    p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS))
+    return args, beam_args
+
+
+def validate_args(args: argparse.Namespace) -> List[str]:
+    """Raises FlagError for settings that cannot work; returns warnings for doubtful ones."""
+    from transforms.instances import min_seq_length  # pylint: disable=import-outside-toplevel
+    warnings = []
+    if not args.vocab_file and not args.spm_model_file:
+        raise FlagError("--vocab_file (WordPiece) or --spm_model_file (SentencePiece) is required")
+    if args.vocab_file and args.spm_model_file:
+        raise FlagError("give either --vocab_file or --spm_model_file, not both")
+    if not 0.0 < args.masked_lm_prob <= 1.0:
+        raise FlagError(f"--masked_lm_prob={args.masked_lm_prob}: must be in (0, 1]")
+    if not 0.0 <= args.short_seq_prob <= 1.0:
+        raise FlagError(f"--short_seq_prob={args.short_seq_prob}: must be in [0, 1]")
+    if args.dupe_factor < 1:
+        raise FlagError(f"--dupe_factor={args.dupe_factor}: must be at least 1")
+    need = min_seq_length(args.pairing)
+    if args.max_seq_length < need:
+        raise FlagError(f"--max_seq_length={args.max_seq_length}: --pairing={args.pairing} needs at least {need} "
+                        f"([CLS], [SEP]{', [SEP]' if args.pairing != 'none' else ''} and a token per segment)")
+    if args.max_predictions_per_seq < 1:
+        raise FlagError(f"--max_predictions_per_seq={args.max_predictions_per_seq}: must be at least 1")
+    if args.max_predictions_per_seq > args.max_seq_length:
+        raise FlagError(f"--max_predictions_per_seq={args.max_predictions_per_seq} exceeds "
+                        f"--max_seq_length={args.max_seq_length}")
+    expected = args.max_seq_length * args.masked_lm_prob
+    if args.max_predictions_per_seq < round(expected) - 0 and abs(args.max_predictions_per_seq - expected) > 1:
+        warnings.append(f"--max_predictions_per_seq={args.max_predictions_per_seq} is below max_seq_length * "
+                        f"masked_lm_prob = {expected:.1f}: long sequences get fewer masks than masked_lm_prob "
+                        f"asks (the BERT README sets it to about max_seq_length * masked_lm_prob)")
+    elif args.max_predictions_per_seq > math.ceil(expected) + 1:
+        warnings.append(f"--max_predictions_per_seq={args.max_predictions_per_seq} is above max_seq_length * "
+                        f"masked_lm_prob = {expected:.1f}: the extra slots are padding")
+    if args.max_ngram_size < 1:
+        raise FlagError(f"--max_ngram_size={args.max_ngram_size}: must be at least 1")
+    if args.num_shards < 0:
+        raise FlagError(f"--num_shards={args.num_shards}: must be >= 0")
+    if args.random_next_bucket_size < 2:
+        raise FlagError(f"--random_next_bucket_size={args.random_next_bucket_size}: must be at least 2")
+    if args.bucket_max_mb <= 0 or args.input_split_mb <= 0:
+        raise FlagError("--bucket_max_mb and --input_split_mb must be positive")
+    return warnings
+
+
+def discover_inputs(patterns: str):
+    """Matches the comma-separated patterns; errors name the pattern or file. Sniffs gzip by content."""
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
+
+    found: Dict[str, int] = {}
+    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
+        try:
+            result = FileSystems.match([pattern])[0]
+        except Exception as e:  # Beam raises BeamIOError for unreachable locations
+            raise FlagError(f"--input_file: cannot list {pattern!r}: {e}") from e
+        files = [m for m in result.metadata_list if not m.path.endswith("/")]
+        if not files:
+            raise FlagError(f"--input_file: {pattern!r} matches no file")
+        for m in files:
+            found[m.path] = m.size_in_bytes
+    if not found:
+        raise FlagError("--input_file: no input files given")
+    paths = sorted(found)
+    root = corpus_reader.common_root(paths)
+    inputs = []
+    for path in paths:
+        try:
+            with fileio.open_read(path) as f:
+                magic = f.read(2)
+        except (OSError, IOError) as e:
+            raise FlagError(f"--input_file: cannot read {path}: {e}") from e
+        is_gzip = magic == corpus_reader.GZIP_MAGIC
+        if path.endswith(".gz") and not is_gzip and found[path] > 0:
+            raise FlagError(f"--input_file: {path} ends in .gz but is not gzip data (rename it or recompress it)")
+        inputs.append(corpus_reader.InputFile(path=path, key=path[len(root):], size=found[path], is_gzip=is_gzip))
+    return inputs
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses a non-empty folder without --overwrite; with it, removes an earlier output first."""
+    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    existing = fileio.list_dir(output_dir)
+    if existing and not overwrite:
+        raise FlagError(f"--output_dir={output_dir} is not empty ({len(existing)} files, e.g. {existing[0]}); "
+                        f"pass --overwrite to replace it")
+    if existing:
+        fileio.delete(existing)
+    fileio.makedirs(output_dir)
+    probe = fileio.join(output_dir, ".bertbeam_write_test")
+    try:
+        fileio.write_atomic(probe, b"ok")
+        fileio.delete([probe])
+    except Exception as e:
+        raise FlagError(f"--output_dir={output_dir} cannot be written: {e}") from e
+
+
+def choose_num_shards(args, inputs) -> int:
+    if args.num_shards:
+        return args.num_shards
+    total = sum(f.size for f in inputs)
+    estimate = total * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+    return max(1, int(math.ceil(estimate / (args.target_shard_mb * (1 << 20)))))
+
+
+def make_plan(args, num_shards: int):
+    from transforms.beam_build import BuildPlan  # pylint: disable=import-outside-toplevel
+    from transforms.bucket_builder import BuildConfig  # pylint: disable=import-outside-toplevel
+    from transforms.tokenizer_factory import TokenizerSpec  # pylint: disable=import-outside-toplevel
+    cfg = BuildConfig(max_seq_length=args.max_seq_length, max_predictions_per_seq=args.max_predictions_per_seq,
+                      masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
+                      dupe_factor=args.dupe_factor, random_seed=args.random_seed,
+                      do_whole_word_mask=bool(args.do_whole_word_mask), max_ngram_size=args.max_ngram_size,
+                      favor_shorter_ngram=bool(args.favor_shorter_ngram), pairing=args.pairing,
+                      masking=args.masking, num_shards=num_shards)
+    tok = TokenizerSpec(vocab_file=args.vocab_file, spm_model_file=args.spm_model_file,
+                        do_lower_case=bool(args.do_lower_case), strip_accents=args.strip_accents)
+    return BuildPlan(cfg=cfg, tokenizer=tok, output_dir=args.output_dir.rstrip("/"), input_format=args.input_format,
+                     text_field=args.text_field, id_field=args.id_field, lang=args.lang,
+                     bucket_docs=args.random_next_bucket_size, bucket_bytes=int(args.bucket_max_mb * (1 << 20)),
+                     compression=None if args.compression == "none" else args.compression)
+
+
+def manifest_base(args, plan, vocab, runner: str, argv: Sequence[str]) -> Dict[str, Any]:
+    from transforms.bucket_builder import feature_spec  # pylint: disable=import-outside-toplevel
+    cfg = plan.cfg
+    return {
+        "max_seq_length": cfg.max_seq_length, "max_predictions_per_seq": cfg.max_predictions_per_seq,
+        "dupe_factor": cfg.dupe_factor, "short_seq_prob": cfg.short_seq_prob, "random_seed": cfg.random_seed,
+        "masked_lm_prob": cfg.masked_lm_prob, "do_whole_word_mask": cfg.do_whole_word_mask,
+        "do_lower_case": plan.tokenizer.do_lower_case, "strip_accents": plan.tokenizer.strip_accents,
+        "pairing": cfg.pairing, "masking": cfg.masking, "max_ngram_size": cfg.max_ngram_size,
+        "favor_shorter_ngram": cfg.favor_shorter_ngram, "input_format": plan.input_format,
+        "random_next_bucket_size": plan.bucket_docs, "bucket_max_bytes": plan.bucket_bytes,
+        "vocab": {"path": vocab.path, "sha256": vocab.sha256, "size": vocab.size, "kind": vocab.kind,
+                  "special_ids": vocab.special_ids()},
+        "compression": plan.compression, "num_shards": cfg.num_shards,
+        "features": feature_spec(cfg), "input_files": args.input_file,
+        "bertbeam_version": __version__, "runner": runner, "command": list(argv),
+    }
+
+
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Builds the dataset; returns the manifest. Raises FlagError for bad flags or inputs (before any work)."""
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel
+    from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
+    from transforms import corpus_reader  # pylint: disable=import-outside-toplevel
+    from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
+    from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started = time.time()
+    args, beam_args = parse_args(argv)
+    if args.do_lower_case is None:
+        args.do_lower_case = not bool(args.spm_model_file)
+    for warning in validate_args(args):
+        logging.warning("%s", warning)
+    inputs = discover_inputs(args.input_file)
+    plan = make_plan(args, choose_num_shards(args, inputs))
+    # Load the tokenizer once here: a bad vocabulary fails now with its file and line, not in a worker.
+    tokenizer = load_tokenizer(plan.tokenizer)
+    prepare_output_dir(plan.output_dir, bool(args.overwrite))
+    ranges = corpus_reader.split_ranges(inputs, int(args.input_split_mb * (1 << 20)))
+
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = False
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    base = manifest_base(args, plan, tokenizer.vocab, runner, argv)
+    with beam.Pipeline(options=options) as p:
+        _ = (p
+             | "CreateRanges" >> beam.Create(ranges)
+             | "BuildPretrainingData" >> BuildPretrainingData(plan, base, started))
+    from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
+    return read_manifest(plan.output_dir)
+
+
+def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
+    train = manifest["counts"]["train"]
+    docs = manifest["documents"]
+    dropped = ", ".join(f"{k}={v}" for k, v in docs["dropped"].items()) or "none"
+    return (f"wrote {train['num_instances']} instances from {train['num_documents']} documents "
+            f"into {len(manifest['shards'])} shard(s) in {output_dir}\n"
+            f"manifest: {output_dir.rstrip('/')}/manifest.json\n"
+            f"documents read {docs['read']}, used {docs['used']}, dropped: {dropped}; "
+            f"tokens {manifest['tokens']['used']}; time {manifest['time_taken_min']} min")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from transforms.corpus_reader import InputError  # pylint: disable=import-outside-toplevel
+    from vocab.vocab_file import VocabError  # pylint: disable=import-outside-toplevel
+    try:
+        manifest = run(argv)
+    except (FlagError, VocabError, InputError) as e:
+        print(f"bertbeam build: error: {e}", file=sys.stderr)
+        return 2
+    args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
+    print(summarize(manifest, args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Deterministic seeds from (random_seed, stable element key): blake2b, never hash() or arrival order."""
+import hashlib
+import random
+from typing import Union
+
+Part = Union[str, int, bytes]
+_MASK64 = (1 << 64) - 1
+
+
+def _encode(parts) -> bytes:
+    out = []
+    for part in parts:
+        if isinstance(part, bytes):
+            raw = part
+        else:
+            raw = str(part).encode("utf-8")
+        # Length-prefix every part so ("ab", "c") and ("a", "bc") never collide.
+        out.append(len(raw).to_bytes(4, "little"))
+        out.append(raw)
+    return b"".join(out)
+
+
+def seed64(*parts: Part) -> int:
+    """A 64-bit integer seed from the given parts (stable across processes and machines)."""
+    return int.from_bytes(hashlib.blake2b(_encode(parts), digest_size=8).digest(), "little")
+
+
+def rng_for(*parts: Part) -> random.Random:
+    """A `random.Random` seeded from the parts; used for the reference's sequential draws."""
+    return random.Random(seed64(*parts))
+
+
+def splitmix64(x: int) -> int:
+    """SplitMix64 finaliser: a cheap, well-mixed 64-bit permutation (for per-instance sort keys)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def shard_of(key: int, num_shards: int) -> int:
+    """Shard index for a 64-bit key: uses the high bits so shards are contiguous key ranges."""
+    return (key * num_shards) >> 64

@@ -1,0 +1,171 @@
+"""Masked-LM masking (BERT 80/10/10, whole-word, ALBERT n-gram): one pure module for pipeline and trainer.
+
+The pipeline calls it for static masking; `training/` calls the same functions for dynamic masking at load
+time, so both draw from one distribution. No Beam, no TensorFlow: numpy and `random` only.
+"""
+import dataclasses
+import random
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingConfig:
+    """How to choose and replace masked positions (google-research/bert and ALBERT semantics)."""
+
+    masked_lm_prob: float = 0.15  # share of tokens (incl. [CLS]/[SEP]) to predict, rounded, >= 1
+    max_predictions_per_seq: int = 20  # hard cap on predictions per sequence
+    do_whole_word_mask: bool = False  # mask all pieces of a word together
+    max_ngram_size: int = 1  # ALBERT n-gram masking: spans of 1..N words, P(n) ∝ 1/n
+    favor_shorter_ngram: bool = True  # ALBERT: P(n) ∝ 1/n (True) or ∝ 1/(N+1-n) (False)
+    mask_prob: float = 0.8  # replace by [MASK]
+    random_prob: float = 0.1  # replace by a random vocabulary id (the rest keeps the token)
+
+
+@dataclasses.dataclass
+class MaskedInstance:
+    """Result of masking one sequence."""
+
+    input_ids: List[int]  # tokens after replacement
+    positions: List[int]  # masked positions, ascending
+    labels: List[int]  # original ids at those positions
+
+
+def num_to_predict(seq_len: int, cfg: MaskingConfig) -> int:
+    """The reference's budget: min(max_predictions, max(1, round(len * prob)))."""
+    return min(cfg.max_predictions_per_seq, max(1, int(round(seq_len * cfg.masked_lm_prob))))
+
+
+def candidate_words(maskable: Sequence[bool], continues_word: Sequence[bool],
+                    whole_word: bool) -> List[List[int]]:
+    """Groups maskable positions into candidate units: words (whole-word) or single tokens.
+
+    As in the reference, a continuation piece joins the previous candidate even across a skipped
+    [SEP]; [CLS]/[SEP] (not maskable) are never candidates.
+    """
+    cands: List[List[int]] = []
+    for i, ok in enumerate(maskable):
+        if not ok:
+            continue
+        if whole_word and cands and continues_word[i]:
+            cands[-1].append(i)
+        else:
+            cands.append([i])
+    return cands
+
+
+def _replace(index: int, output: List[int], rng: random.Random, cfg: MaskingConfig,
+             vocab_size: int, mask_id: int) -> None:
+    # Same draw order as the reference: one uniform for [MASK], another for keep-vs-random.
+    if rng.random() < cfg.mask_prob:
+        output[index] = mask_id
+    else:
+        keep_share = 1.0 - cfg.mask_prob - cfg.random_prob
+        keep_given_not_mask = keep_share / (1.0 - cfg.mask_prob) if cfg.mask_prob < 1.0 else 0.0
+        if rng.random() < keep_given_not_mask:
+            pass  # keep the original token
+        else:
+            output[index] = rng.randint(0, vocab_size - 1)
+
+
+def _mask_words(cands: List[List[int]], budget: int, output: List[int], rng: random.Random,
+                cfg: MaskingConfig, vocab_size: int, mask_id: int) -> List[int]:
+    """google-research/bert: shuffle candidates, take them greedily, skipping any that overflow."""
+    rng.shuffle(cands)
+    chosen: List[int] = []
+    for index_set in cands:
+        if len(chosen) >= budget:
+            break
+        if len(chosen) + len(index_set) > budget:
+            continue
+        for index in index_set:
+            _replace(index, output, rng, cfg, vocab_size, mask_id)
+            chosen.append(index)
+    return chosen
+
+
+def _ngram_weights(max_n: int, favor_shorter: bool) -> np.ndarray:
+    weights = 1.0 / np.arange(1, max_n + 1)
+    if not favor_shorter:
+        weights = weights[::-1]
+    return weights
+
+
+def _mask_ngrams(cands: List[List[int]], budget: int, output: List[int], rng: random.Random,
+                 cfg: MaskingConfig, vocab_size: int, mask_id: int) -> List[int]:
+    """google-research/albert: spans of n consecutive candidate words, P(n) ∝ 1/n, shorter on overflow."""
+    max_n = cfg.max_ngram_size
+    weights = _ngram_weights(max_n, cfg.favor_shorter_ngram)
+    starts = list(range(len(cands)))
+    rng.shuffle(starts)
+    covered = set()
+    chosen: List[int] = []
+    for start in starts:
+        if len(chosen) >= budget:
+            break
+        available = min(max_n, len(cands) - start)
+        # Draw n in 1..available with probabilities renormalised over the available lengths.
+        w = weights[:available]
+        u = rng.random() * float(w.sum())
+        n = int(np.searchsorted(np.cumsum(w), u, side="right")) + 1
+        n = min(n, available)
+        span = [i for word in cands[start:start + n] for i in word]
+        while len(chosen) + len(span) > budget and n > 1:
+            n -= 1
+            span = [i for word in cands[start:start + n] for i in word]
+        if len(chosen) + len(span) > budget:
+            continue
+        if any(i in covered for i in span):
+            continue
+        for index in span:
+            covered.add(index)
+            _replace(index, output, rng, cfg, vocab_size, mask_id)
+            chosen.append(index)
+    return chosen
+
+
+def mask_instance(input_ids: Sequence[int], maskable: Sequence[bool], continues_word: Sequence[bool],
+                  rng: random.Random, cfg: MaskingConfig, vocab_size: int, mask_id: int) -> MaskedInstance:
+    """Masks one sequence.
+
+    input_ids: token ids without padding; maskable: False at [CLS]/[SEP]; continues_word: True where a
+    token continues the previous word (WordPiece '##', SentencePiece pieces without '▁').
+    """
+    output = list(input_ids)
+    budget = num_to_predict(len(output), cfg)
+    cands = candidate_words(maskable, continues_word, cfg.do_whole_word_mask)
+    if cfg.max_ngram_size > 1:
+        chosen = _mask_ngrams(cands, budget, output, rng, cfg, vocab_size, mask_id)
+    else:
+        chosen = _mask_words(cands, budget, output, rng, cfg, vocab_size, mask_id)
+    chosen.sort()
+    return MaskedInstance(input_ids=output, positions=chosen, labels=[int(input_ids[i]) for i in chosen])
+
+
+def mask_batch(input_ids: np.ndarray, input_mask: np.ndarray, special: np.ndarray, word_starts: np.ndarray,
+               seeds: Sequence[int], cfg: MaskingConfig, vocab_size: int, mask_id: int
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Masks a padded batch (dynamic masking at load time).
+
+    input_ids/input_mask/special/word_starts: [B, L]; special marks [CLS]/[SEP]; word_starts marks tokens
+    that may start a masked unit. seeds: one per row (derive from (seed, example index, epoch)).
+    Returns (masked input_ids [B, L], positions [B, P], labels [B, P], weights [B, P] float32).
+    """
+    batch, _ = input_ids.shape
+    p = cfg.max_predictions_per_seq
+    out_ids = input_ids.copy()
+    positions = np.zeros((batch, p), np.int64)
+    labels = np.zeros((batch, p), np.int64)
+    weights = np.zeros((batch, p), np.float32)
+    for row in range(batch):
+        n = int(input_mask[row].sum())
+        ids = input_ids[row, :n].tolist()
+        result = mask_instance(ids, (~special[row, :n]).tolist(), (~word_starts[row, :n]).tolist(),
+                               random.Random(int(seeds[row])), cfg, vocab_size, mask_id)
+        out_ids[row, :n] = result.input_ids
+        k = len(result.positions)
+        positions[row, :k] = result.positions
+        labels[row, :k] = result.labels
+        weights[row, :k] = 1.0
+    return out_ids, positions, labels, weights
