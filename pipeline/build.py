@@ -2,12 +2,15 @@
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pipeline import __version__
 from pipeline import flags as flaglib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start-up chatter
 
 BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents")
 # Rough TFRecord bytes per input byte per dupe copy (measured: ~1.9 on English books at seq 128),
@@ -211,6 +214,16 @@ def manifest_base(args, plan, vocab, runner: str, argv: Sequence[str]) -> Dict[s
     }
 
 
+def local_runner(runner_name: str):
+    """The FnApiRunner for DirectRunner: Beam's DirectRunner would first try to download the Prism
+    binary, which fails without internet; FnApiRunner honours --direct_running_mode and
+    --direct_num_workers itself. Other runners are left to Beam."""
+    if runner_name in ("DirectRunner", "direct"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
+        return FnApiRunner()
+    return None
+
+
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Builds the dataset; returns the manifest. Raises FlagError for bad flags or inputs (before any work)."""
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
@@ -235,9 +248,9 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    base = manifest_base(args, plan, tokenizer.vocab, runner, argv)
-    with beam.Pipeline(options=options) as p:
+    runner_name = options.view_as(StandardOptions).runner or "DirectRunner"
+    base = manifest_base(args, plan, tokenizer.vocab, runner_name, argv)
+    with beam.Pipeline(runner=local_runner(runner_name), options=options) as p:
         _ = (p
              | "CreateRanges" >> beam.Create(ranges)
              | "BuildPretrainingData" >> BuildPretrainingData(plan, base, started))
@@ -257,7 +270,7 @@ def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     from transforms.corpus_reader import InputError  # pylint: disable=import-outside-toplevel
     from vocab.vocab_file import VocabError  # pylint: disable=import-outside-toplevel
     try:
