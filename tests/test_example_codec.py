@@ -1,0 +1,67 @@
+"""The fast Example encoder writes exactly TensorFlow's deterministic bytes and parses with BERT's spec."""
+import numpy as np
+import pytest
+
+from transforms import example_codec
+
+
+def _tf_bytes(features):
+    import tensorflow as tf
+    feats = {}
+    for name, arr in features.items():
+        if np.issubdtype(arr.dtype, np.floating):
+            feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=arr.tolist()))
+        else:
+            feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=arr.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("max_value", [1, 127, 128, 16383, 16384, 119546, 2 ** 21 + 5, 2 ** 40])
+def test_bytes_equal_tensorflow_deterministic(max_value):
+    rng = np.random.default_rng(max_value)
+    n, seq, pred = 7, 16, 5
+    batch = {
+        "input_ids": rng.integers(0, max_value + 1, (n, seq)),
+        "input_mask": rng.integers(0, 2, (n, seq)),
+        "masked_lm_weights": rng.random((n, pred)).astype(np.float32),
+        "next_sentence_labels": rng.integers(0, 2, (n, 1)),
+    }
+    batch["input_ids"][0, 0] = max_value
+    records = example_codec.encode_examples(batch)
+    assert len(records) == n
+    for row, record in enumerate(records):
+        assert record == _tf_bytes({k: v[row] for k, v in batch.items()})
+
+
+def test_parses_with_run_pretraining_feature_spec():
+    import tensorflow as tf
+    seq, pred = 12, 3
+    batch = {
+        "input_ids": np.arange(seq)[None, :] + 100,
+        "input_mask": np.ones((1, seq), np.int64),
+        "segment_ids": np.zeros((1, seq), np.int64),
+        "masked_lm_positions": np.array([[1, 2, 0]]),
+        "masked_lm_ids": np.array([[5, 6, 0]]),
+        "masked_lm_weights": np.array([[1.0, 1.0, 0.0]], np.float32),
+        "next_sentence_labels": np.array([[1]]),
+    }
+    record = example_codec.encode_examples(batch)[0]
+    spec = {  # google-research/bert run_pretraining.py input_fn_builder
+        "input_ids": tf.io.FixedLenFeature([seq], tf.int64),
+        "input_mask": tf.io.FixedLenFeature([seq], tf.int64),
+        "segment_ids": tf.io.FixedLenFeature([seq], tf.int64),
+        "masked_lm_positions": tf.io.FixedLenFeature([pred], tf.int64),
+        "masked_lm_ids": tf.io.FixedLenFeature([pred], tf.int64),
+        "masked_lm_weights": tf.io.FixedLenFeature([pred], tf.float32),
+        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    parsed = tf.io.parse_single_example(record, spec)
+    assert parsed["input_ids"].numpy().tolist() == list(range(100, 100 + seq))
+    assert parsed["masked_lm_weights"].numpy().tolist() == [1.0, 1.0, 0.0]
+    decoded = example_codec.decode_example(record)
+    assert decoded["masked_lm_ids"].tolist() == [5, 6, 0]
+
+
+def test_rejects_negative_ids():
+    with pytest.raises(ValueError):
+        example_codec.encode_examples({"input_ids": np.array([[-1, 2]])})

@@ -1,0 +1,34 @@
+"""The spill shuffle: run files merge into one key-ordered stream, independent of how runs were cut."""
+import io
+import random
+
+import numpy as np
+
+from transforms import keys, spill
+
+
+def _run(records_with_keys, num_shards):
+    ks = np.array([k for k, _ in records_with_keys], dtype=np.uint64)
+    shards = np.array([keys.shard_of(int(k), num_shards) for k in ks], dtype=np.int64)
+    order = np.lexsort((ks, shards))
+    return spill.encode_run(shards[order], ks[order], [records_with_keys[i][1] for i in order])
+
+
+def test_merge_is_global_key_order_per_shard(tmp_path):
+    rng = random.Random(0)
+    items = [(rng.getrandbits(64), f"rec{i}".encode() * rng.randint(1, 50)) for i in range(3000)]
+    num_shards = 4
+    files = {}
+    # Cut the items into runs of uneven sizes, as buckets would be.
+    cuts = sorted(rng.sample(range(1, len(items)), 9))
+    for n, (a, b) in enumerate(zip([0] + cuts, cuts + [len(items)])):
+        data, index = _run(items[a:b], num_shards)
+        path = tmp_path / f"run{n}.bin"
+        path.write_bytes(data)
+        files[str(path)] = index
+    opener = lambda p: io.open(p, "rb")
+    for shard in range(num_shards):
+        segs = [(p, *idx[shard]) for p, idx in files.items() if shard in idx]
+        got = list(spill.merge_segments(opener, segs, memory_budget=1 << 14))
+        want = [r for k, r in sorted(items) if keys.shard_of(k, num_shards) == shard]
+        assert got == want
