@@ -1,0 +1,40 @@
+"""SentencePiece (unigram or BPE) training in ALBERT format: <pad> 0, <unk> 1, [CLS] [SEP] [MASK] 2-4."""
+import os
+from typing import Dict, Iterable
+
+from vocab.text_norm import normalize
+
+ALBERT_USER_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
+
+
+def train_sentencepiece(sentences: Iterable[str], out_dir: str, vocab_size: int, model_type: str = "unigram",
+                        do_lower_case: bool = True, strip_accents: bool = False, seed: int = 12345,
+                        character_coverage: float = 0.9999, prefix: str = "spm",
+                        num_threads: int = 0) -> Dict[str, str]:
+    """Trains DIR/PREFIX.model and DIR/PREFIX.vocab; casing is applied to the text before training.
+
+    ALBERT lowercases (and optionally strips accents) before SentencePiece, so the same `normalize`
+    must be applied when encoding with this model; the casing sidecar records which.
+    """
+    import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+    if model_type not in ("unigram", "bpe"):
+        raise ValueError(f"--sp_model_type must be unigram or bpe, not {model_type!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    model_prefix = os.path.join(out_dir, prefix)
+    if hasattr(spm, "set_random_generator_seed"):
+        spm.set_random_generator_seed(seed)  # sentence sampling/shuffling inside the trainer
+
+    def normalized() -> Iterable[str]:
+        for s in sentences:
+            s = normalize(s, do_lower_case, strip_accents).strip()
+            if s:
+                yield s
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(normalized()), model_prefix=model_prefix, vocab_size=vocab_size,
+        model_type=model_type, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+        pad_piece="<pad>", unk_piece="<unk>", user_defined_symbols=list(ALBERT_USER_SYMBOLS),
+        character_coverage=character_coverage, hard_vocab_limit=False,
+        max_sentence_length=1 << 16, shuffle_input_sentence=True, num_threads=num_threads or os.cpu_count() or 1,
+        minloglevel=2)
+    return {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
