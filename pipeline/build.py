@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_class", default=None, help="Model class whose vocabulary/casing defaults to use.")
     flaglib.add_bool(p, "do_lower_case", None, "Lower case the input (default True for WordPiece).")
     flaglib.add_bool(p, "strip_accents", None, "Strip accents when lower casing (default: as do_lower_case).")
-    flaglib.add_bool(p, "do_whole_word_mask", False, "Mask whole words instead of WordPiece pieces.")
+    flaglib.add_bool(p, "do_whole_word_mask", None, "Mask whole words instead of WordPiece pieces (default False).")
     p.add_argument("--max_seq_length", type=int, default=128, help="Maximum sequence length.")
     p.add_argument("--max_predictions_per_seq", type=int, default=20, help="Maximum masked LM predictions per sequence.")
     p.add_argument("--masked_lm_prob", type=float, default=0.15, help="Masked LM probability.")
@@ -73,6 +73,35 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS))
     return args, beam_args
+
+
+def resolve_vocabulary_flags(args: argparse.Namespace) -> None:
+    """Fills vocabulary, casing and whole-word defaults: explicit flags, then --model_class, then the
+    vocabulary's casing sidecar (vocab_config.json) or content. A flag contradicting the sidecar is an error."""
+    from vocab.casing import check_casing  # pylint: disable=import-outside-toplevel
+    from vocab.registry import apply_model_class_defaults  # pylint: disable=import-outside-toplevel
+    if args.model_class:
+        explicit = {"vocab_file": args.vocab_file or args.spm_model_file, "do_lower_case": args.do_lower_case,
+                    "strip_accents": args.strip_accents, "do_whole_word_mask": args.do_whole_word_mask}
+        try:
+            filled = apply_model_class_defaults(args.model_class, explicit)
+        except ValueError as e:
+            raise FlagError(str(e)) from e
+        vocab_path = filled.get("vocab_file")
+        if vocab_path and not (args.vocab_file or args.spm_model_file):
+            if vocab_path.endswith(".model"):
+                args.spm_model_file = vocab_path
+            else:
+                args.vocab_file = vocab_path
+        args.do_lower_case = filled.get("do_lower_case")
+        args.strip_accents = filled.get("strip_accents")
+        args.do_whole_word_mask = filled.get("do_whole_word_mask")
+    if args.do_whole_word_mask is None:
+        args.do_whole_word_mask = False
+    if args.vocab_file and not args.spm_model_file:
+        args.do_lower_case, args.strip_accents = check_casing(args.vocab_file, args.do_lower_case, args.strip_accents)
+    elif args.do_lower_case is None:
+        args.do_lower_case = False  # SentencePiece models carry their own normalisation
 
 
 def validate_args(args: argparse.Namespace) -> List[str]:
@@ -235,8 +264,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
     args, beam_args = parse_args(argv)
-    if args.do_lower_case is None:
-        args.do_lower_case = not bool(args.spm_model_file)
+    resolve_vocabulary_flags(args)
     for warning in validate_args(args):
         logging.warning("%s", warning)
     inputs = discover_inputs(args.input_file)
