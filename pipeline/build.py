@@ -35,13 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     flaglib.add_bool(p, "do_lower_case", None, "Lower case the input (default True for WordPiece).")
     flaglib.add_bool(p, "strip_accents", None, "Strip accents when lower casing (default: as do_lower_case).")
     flaglib.add_bool(p, "do_whole_word_mask", None, "Mask whole words instead of WordPiece pieces (default False).")
-    p.add_argument("--max_seq_length", type=int, default=128, help="Maximum sequence length.")
-    p.add_argument("--max_predictions_per_seq", type=int, default=20, help="Maximum masked LM predictions per sequence.")
+    p.add_argument("--max_seq_length", type=flaglib.int_list, default=[128],
+                   help="Maximum sequence length; a comma-separated list (e.g. 128,512) builds one dataset per "
+                        "length from a single read, in DIR/seqL/.")
+    p.add_argument("--max_predictions_per_seq", type=flaglib.int_list, default=[20],
+                   help="Maximum masked LM predictions per sequence (one value, or one per length).")
     p.add_argument("--masked_lm_prob", type=float, default=0.15, help="Masked LM probability.")
     p.add_argument("--short_seq_prob", type=float, default=0.1,
                    help="Probability of creating sequences shorter than the maximum length.")
-    p.add_argument("--dupe_factor", type=int, default=10,
-                   help="Number of times to duplicate the input data (with different masks).")
+    p.add_argument("--dupe_factor", type=flaglib.int_list, default=[10],
+                   help="Number of times to duplicate the input data (with different masks); one value, or one "
+                        "per length.")
     p.add_argument("--random_seed", type=int, default=12345, help="Random seed for data generation.")
     p.add_argument("--pairing", default="nsp", choices=("nsp", "sop", "none"),
                    help="Pair task: BERT next-sentence (nsp), ALBERT sentence-order (sop), or none (MLM only).")
@@ -128,13 +132,16 @@ def validate_args(args: argparse.Namespace) -> List[str]:
         raise FlagError(f"--max_predictions_per_seq={args.max_predictions_per_seq} exceeds "
                         f"--max_seq_length={args.max_seq_length}")
     expected = args.max_seq_length * args.masked_lm_prob
-    if args.max_predictions_per_seq < round(expected) - 0 and abs(args.max_predictions_per_seq - expected) > 1:
+    # What masking asks for in a full-length sequence (the reference: round(len(tokens) * masked_lm_prob)).
+    wanted = max(1, int(round(expected)))
+    if args.max_predictions_per_seq < wanted:
         warnings.append(f"--max_predictions_per_seq={args.max_predictions_per_seq} is below max_seq_length * "
                         f"masked_lm_prob = {expected:.1f}: long sequences get fewer masks than masked_lm_prob "
-                        f"asks (the BERT README sets it to about max_seq_length * masked_lm_prob)")
-    elif args.max_predictions_per_seq > math.ceil(expected) + 1:
-        warnings.append(f"--max_predictions_per_seq={args.max_predictions_per_seq} is above max_seq_length * "
-                        f"masked_lm_prob = {expected:.1f}: the extra slots are padding")
+                        f"asks (the BERT README sets it to about max_seq_length * masked_lm_prob, e.g. {wanted})")
+    elif args.max_predictions_per_seq > wanted + max(2, math.ceil(0.25 * wanted)):
+        warnings.append(f"--max_predictions_per_seq={args.max_predictions_per_seq} is well above max_seq_length * "
+                        f"masked_lm_prob = {expected:.1f}: the extra slots are only padding (the BERT README "
+                        f"sets it to about max_seq_length * masked_lm_prob, e.g. {wanted})")
     if args.max_ngram_size < 1:
         raise FlagError(f"--max_ngram_size={args.max_ngram_size}: must be at least 1")
     if args.num_shards < 0:
@@ -147,7 +154,11 @@ def validate_args(args: argparse.Namespace) -> List[str]:
 
 
 def discover_inputs(patterns: str):
-    """Matches the comma-separated patterns; errors name the pattern or file. Sniffs gzip by content."""
+    """Matches the comma-separated patterns and checks each file's first bytes, so that a missing,
+    unreadable, mislabelled or undecodable input fails now, naming the file, not hours later in a worker.
+    Sniffs gzip by content (magic bytes), whatever the extension."""
+    import gzip  # pylint: disable=import-outside-toplevel
+    import zlib  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
     from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
 
@@ -159,39 +170,94 @@ def discover_inputs(patterns: str):
             raise FlagError(f"--input_file: cannot list {pattern!r}: {e}") from e
         files = [m for m in result.metadata_list if not m.path.endswith("/")]
         if not files:
+            if not any(c in pattern for c in "*?["):
+                raise FlagError(f"--input_file: {pattern}: no such file")
             raise FlagError(f"--input_file: {pattern!r} matches no file")
         for m in files:
+            if not fileio.is_remote(m.path) and os.path.isdir(m.path):
+                raise FlagError(f"--input_file: {m.path} is a folder; give its files, e.g. "
+                                f"--input_file={m.path.rstrip('/')}/*")
             found[m.path] = m.size_in_bytes
     if not found:
         raise FlagError("--input_file: no input files given")
+    if not any(found.values()):
+        raise FlagError(f"--input_file: all {len(found)} matched file(s) are empty, e.g. {min(found)}")
     paths = sorted(found)
     root = corpus_reader.common_root(paths)
     inputs = []
     for path in paths:
         try:
             with fileio.open_read(path) as f:
-                magic = f.read(2)
+                head = f.read(4)
         except (OSError, IOError) as e:
             raise FlagError(f"--input_file: cannot read {path}: {e}") from e
-        is_gzip = magic == corpus_reader.GZIP_MAGIC
+        is_gzip = head[:2] == corpus_reader.GZIP_MAGIC
         if path.endswith(".gz") and not is_gzip and found[path] > 0:
             raise FlagError(f"--input_file: {path} ends in .gz but is not gzip data (rename it or recompress it)")
+        if is_gzip:
+            # Decompressing the first bytes is cheap and catches a damaged header or a stub file now;
+            # damage further in is found while reading and counted (documents_dropped.gzip_damaged).
+            try:
+                with fileio.open_read(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                    head = gz.read1(4)
+            except (OSError, EOFError, zlib.error) as e:
+                raise FlagError(f"--input_file: {path}: gzip data is damaged at its start ({e}); "
+                                f"check it with `gzip -t`") from e
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise FlagError(f"--input_file: {path} is UTF-16 or UTF-32 text (it starts with a byte-order mark); "
+                            f"convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
         inputs.append(corpus_reader.InputFile(path=path, key=path[len(root):], size=found[path], is_gzip=is_gzip))
     return inputs
 
 
+# What a build writes under --output_dir (or its seqN/ folder when several lengths are built).
+_OWN_OUTPUT = (r"(seq\d+/)?((train-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?|manifest\.json|_SUCCESS|\.bertbeam_write_test)"
+               r"(\.tmp-[0-9a-f]{32})?|_bertbeam_tmp/.*)")
+
+
+def _is_own_output(name: str) -> bool:
+    """Whether a path relative to --output_dir is something a build writes (and --overwrite may delete)."""
+    import re  # pylint: disable=import-outside-toplevel
+    return bool(re.fullmatch(_OWN_OUTPUT, name, flags=re.DOTALL))
+
+
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses a non-empty folder without --overwrite; with it, removes an earlier output first."""
+    """Refuses a non-empty folder without --overwrite, saying whether it holds a complete dataset or an
+    interrupted run; with --overwrite, deletes what earlier builds wrote (shards of any shard count,
+    manifest, marker, temporary runs) and nothing else. Then checks the folder can be written."""
     from transforms import fileio  # pylint: disable=import-outside-toplevel
-    existing = fileio.list_dir(output_dir)
+    try:
+        existing = fileio.list_dir(output_dir)
+    except Exception as e:  # unreachable bucket, permission denied
+        raise FlagError(f"--output_dir={output_dir} cannot be listed: {e}") from e
+    if not fileio.is_remote(output_dir) and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise FlagError(f"--output_dir={output_dir} is a file, not a folder")
+    prefix = output_dir.rstrip("/") + "/"
+    names = [p[len(prefix):] if p.startswith(prefix) else p for p in existing]
     if existing and not overwrite:
-        raise FlagError(f"--output_dir={output_dir} is not empty ({len(existing)} files, e.g. {existing[0]}); "
-                        f"pass --overwrite to replace it")
+        if any(n.rsplit("/", 1)[-1] == "_SUCCESS" for n in names):
+            state = "it holds a complete earlier dataset"
+        elif any(_is_own_output(n) for n in names):
+            state = ("it holds an incomplete earlier run (no manifest.json/_SUCCESS: the run was interrupted "
+                     "or failed)")
+        else:
+            state = "it holds other files"
+        raise FlagError(f"--output_dir={output_dir} is not empty ({len(existing)} files, e.g. {existing[0]}): "
+                        f"{state}; pass --overwrite to replace it")
     if existing:
-        fileio.delete(existing)
-    fileio.makedirs(output_dir)
+        own = [p for p, n in zip(existing, names) if _is_own_output(n)]
+        kept = len(existing) - len(own)
+        if kept:
+            logging.warning("--output_dir=%s: --overwrite keeps %d file(s) a build did not write", output_dir, kept)
+        # The marker goes first: a reader must never see _SUCCESS beside a half-deleted dataset.
+        own.sort(key=lambda p: (not p.endswith("_SUCCESS"), not p.endswith("manifest.json"), p))
+        try:
+            fileio.delete(own)
+        except Exception as e:
+            raise FlagError(f"--output_dir={output_dir}: cannot delete the earlier output: {e}") from e
     probe = fileio.join(output_dir, ".bertbeam_write_test")
     try:
+        fileio.makedirs(output_dir)
         fileio.write_atomic(probe, b"ok")
         fileio.delete([probe])
     except Exception as e:
@@ -201,7 +267,8 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
 def choose_num_shards(args, inputs) -> int:
     if args.num_shards:
         return args.num_shards
-    total = sum(f.size for f in inputs)
+    # gzip sizes are compressed: text compresses about 3x, so count them as 3x larger.
+    total = sum(f.size * (3 if f.is_gzip else 1) for f in inputs)
     estimate = total * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
     return max(1, int(math.ceil(estimate / (args.target_shard_mb * (1 << 20)))))
 
@@ -253,37 +320,97 @@ def local_runner(runner_name: str):
     return None
 
 
-def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Builds the dataset; returns the manifest. Raises FlagError for bad flags or inputs (before any work)."""
+def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
+    """One namespace per sequence length with scalar max_seq_length/max_predictions_per_seq/dupe_factor."""
+    lengths = list(args.max_seq_length)
+    n = len(lengths)
+    if n == 0:
+        raise FlagError("--max_seq_length: give at least one length")
+    if len(set(lengths)) != n:
+        raise FlagError(f"--max_seq_length={','.join(map(str, lengths))}: lengths must be distinct")
+    columns = {}
+    for flag in ("max_predictions_per_seq", "dupe_factor"):
+        values = list(getattr(args, flag))
+        if len(values) == 1:
+            values = values * n
+        if len(values) != n:
+            raise FlagError(f"--{flag}={','.join(map(str, getattr(args, flag)))}: give one value or one per "
+                            f"--max_seq_length ({n})")
+        columns[flag] = values
+    out = []
+    for i, length in enumerate(lengths):
+        one = argparse.Namespace(**vars(args))
+        one.max_seq_length = length
+        one.max_predictions_per_seq = columns["max_predictions_per_seq"][i]
+        one.dupe_factor = columns["dupe_factor"][i]
+        if n > 1:
+            one.output_dir = args.output_dir.rstrip("/") + f"/seq{length}"
+        out.append(one)
+    return out
+
+
+def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+    """Builds the dataset(s); returns one manifest per sequence length. Raises FlagError (or VocabError,
+    InputError) for bad flags or inputs before any work starts."""
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
-    from transforms import corpus_reader  # pylint: disable=import-outside-toplevel
+    from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
     from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
     from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
+    from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
 
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
     args, beam_args = parse_args(argv)
     resolve_vocabulary_flags(args)
-    for warning in validate_args(args):
-        logging.warning("%s", warning)
+    each = per_length_args(args)
+    for one in each:
+        for warning in validate_args(one):
+            logging.warning("%s", warning)
     inputs = discover_inputs(args.input_file)
-    plan = make_plan(args, choose_num_shards(args, inputs))
+    plans = [make_plan(one, choose_num_shards(one, inputs)) for one in each]
     # Load the tokenizer once here: a bad vocabulary fails now with its file and line, not in a worker.
-    tokenizer = load_tokenizer(plan.tokenizer)
-    prepare_output_dir(plan.output_dir, bool(args.overwrite))
+    tokenizer = load_tokenizer(plans[0].tokenizer)
+    prepare_output_dir(args.output_dir.rstrip("/"), bool(args.overwrite))
+    for plan in plans:
+        fileio.makedirs(plan.output_dir)
     ranges = corpus_reader.split_ranges(inputs, int(args.input_split_mb * (1 << 20)))
 
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     runner_name = options.view_as(StandardOptions).runner or "DirectRunner"
-    base = manifest_base(args, plan, tokenizer.vocab, runner_name, argv)
-    with beam.Pipeline(runner=local_runner(runner_name), options=options) as p:
-        _ = (p
-             | "CreateRanges" >> beam.Create(ranges)
-             | "BuildPretrainingData" >> BuildPretrainingData(plan, base, started))
-    from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
-    return read_manifest(plan.output_dir)
+    bases = [manifest_base(one, plan, tokenizer.vocab, runner_name, argv) for one, plan in zip(each, plans)]
+    p = beam.Pipeline(runner=local_runner(runner_name), options=options)
+    _ = (p
+         | "CreateRanges" >> beam.Create(ranges)
+         | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
+    result = p.run()
+    result.wait_until_finish()
+    LAST_RUN_COUNTERS.clear()
+    LAST_RUN_COUNTERS.update(_counters(result))
+    return [read_manifest(plan.output_dir) for plan in plans]
+
+
+# Beam counters of the last run_all in this process (progress figures; the manifest's counts come
+# from the data itself). Tests use them to show, e.g., that a multi-length build reads documents once.
+LAST_RUN_COUNTERS: Dict[str, int] = {}
+
+
+def _counters(result) -> Dict[str, int]:
+    from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=import-outside-toplevel
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("bertbeam"))["counters"]
+    except Exception:  # some runners do not report metrics; progress counters are optional
+        return {}
+    totals: Dict[str, int] = {}
+    for c in counters:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + int(c.committed or c.attempted or 0)
+    return totals
+
+
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Builds the dataset and returns its manifest (the first one when several lengths are built)."""
+    return run_all(argv)[0]
 
 
 def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
@@ -302,12 +429,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from transforms.corpus_reader import InputError  # pylint: disable=import-outside-toplevel
     from vocab.vocab_file import VocabError  # pylint: disable=import-outside-toplevel
     try:
-        manifest = run(argv)
+        manifests = run_all(argv)
     except (FlagError, VocabError, InputError) as e:
         print(f"bertbeam build: error: {e}", file=sys.stderr)
         return 2
     args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
-    print(summarize(manifest, args.output_dir))
+    for one, manifest in zip(per_length_args(args), manifests):
+        print(summarize(manifest, one.output_dir))
     return 0
 
 

@@ -100,7 +100,8 @@ def test_beam_transform_with_test_pipeline(tmp_path, demo_corpus, demo_vocab):
     from transforms.beam_build import BuildPretrainingData
 
     args, _ = build.parse_args(_argv(demo_corpus, demo_vocab, tmp_path / "tp"))
-    args.do_lower_case = True
+    build.resolve_vocabulary_flags(args)
+    (args,) = build.per_length_args(args)
     inputs = build.discover_inputs(args.input_file)
     plan = build.make_plan(args, 2)
     build.prepare_output_dir(plan.output_dir, False)

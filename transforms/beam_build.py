@@ -4,7 +4,7 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -53,10 +53,15 @@ def _sum_counts(dicts: Iterable[Dict[str, int]]) -> Dict[str, int]:
 
 
 class _BuildRunsFn(beam.DoFn):
-    """Reads a range's documents in buckets and writes each bucket's sorted run file."""
+    """Reads a range's documents once, in buckets, and writes one sorted run file per bucket and plan.
 
-    def __init__(self, plan: BuildPlan):
-        self._plan = plan
+    Several plans (e.g. seq 128 and seq 512) share the reading, segmentation and tokenization of a
+    bucket; only instance building, masking and encoding run once per plan.
+    """
+
+    def __init__(self, plans: Sequence[BuildPlan]):
+        self._plans = tuple(plans)
+        self._plan = self._plans[0]  # reading settings are common to all plans
         self._docs_read = Metrics.counter(NAMESPACE, "documents_read")
         self._docs_used = Metrics.counter(NAMESPACE, "documents_used")
         self._docs_dropped = Metrics.counter(NAMESPACE, "documents_dropped")
@@ -80,14 +85,14 @@ class _BuildRunsFn(beam.DoFn):
         docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats)
         docs = self._prepare_documents(docs, read_counts)
         for bucket in corpus_reader.iter_buckets(docs, plan.bucket_docs, plan.bucket_bytes):
-            yield self._write_run(bucket, collections.Counter())
+            tokenize = _tokenize_once(self._tokenizer.tokenize_lines)
+            for index in range(len(self._plans)):
+                yield self._write_run(index, bucket, tokenize)
         # Reader counters (and drops made while parsing) are complete once the documents are consumed.
         tail: Dict[str, int] = collections.Counter(read_counts)
-        tail["lines_read"] += stats.lines
-        tail["lines_invalid_utf8"] += stats.invalid_utf8_lines
-        tail["bom_removed"] += stats.bom_removed
-        tail["ranges_read"] += 1
-        yield {"run": None, "segments": {}, "counts": dict(tail)}
+        tail.update(stats.as_counts())  # lines, encoding fixes, documents the reader dropped, damaged files
+        for index in range(len(self._plans)):
+            yield {"plan": index, "run": None, "segments": {}, "counts": dict(tail)}
 
     def _prepare_documents(self, docs, read_counts):
         """Turns raw documents into sentence lists for the configured input format, counting drops."""
@@ -103,6 +108,7 @@ class _BuildRunsFn(beam.DoFn):
                 except input_formats.InputFormatError as e:
                     read_counts["documents_read"] += 1
                     read_counts["documents_dropped.bad_jsonl"] += 1
+                    self._docs_read.inc()
                     self._docs_dropped.inc()
                     logging.warning("%s: dropped: %s", doc.source, e)
                     continue
@@ -112,21 +118,35 @@ class _BuildRunsFn(beam.DoFn):
             doc.lines = input_formats.sentences_for_document(paragraphs, self._segmenter)
             yield doc
 
-    def _write_run(self, bucket: List[corpus_reader.RawDocument], counts: Dict[str, int]) -> Dict[str, Any]:
-        plan = self._plan
-        result = bucket_builder.build_bucket(bucket, plan.cfg, self._vocab, self._tokenizer.tokenize_lines, counts)
-        self._buckets.inc()
-        self._docs_read.inc(result.counts.get("documents_read", 0))
-        self._docs_used.inc(result.counts.get("documents_used", 0))
-        self._docs_dropped.inc(sum(v for k, v in result.counts.items() if k.startswith("documents_dropped.")))
+    def _write_run(self, index: int, bucket: List[corpus_reader.RawDocument], tokenize) -> Dict[str, Any]:
+        plan = self._plans[index]
+        result = bucket_builder.build_bucket(bucket, plan.cfg, self._vocab, tokenize, collections.Counter())
+        if index == 0:  # progress counters count each document once, however many plans
+            self._buckets.inc()
+            self._docs_read.inc(result.counts.get("documents_read", 0))
+            self._docs_used.inc(result.counts.get("documents_used", 0))
+            self._docs_dropped.inc(sum(v for k, v in result.counts.items() if k.startswith("documents_dropped.")))
         self._instances.inc(len(result.records))
         if not result.records:
-            return {"run": None, "segments": {}, "counts": result.counts}
-        data, index = spill.encode_run(result.shard_ids, result.keys, result.records)
+            return {"plan": index, "run": None, "segments": {}, "counts": result.counts}
+        data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
         # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
         run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket[0].key):016x}.bin")
         fileio.write_atomic(run_path, data)
-        return {"run": run_path, "segments": index, "counts": result.counts}
+        return {"plan": index, "run": run_path, "segments": shard_index, "counts": result.counts}
+
+
+def _tokenize_once(tokenize):
+    """Memoises the bucket's single tokenize call so every plan reuses its result."""
+    cache = {}
+
+    def cached(lines):
+        key = len(lines)
+        if key not in cache:
+            cache.clear()
+            cache[key] = tokenize(lines)
+        return cache[key]
+    return cached
 
 
 def _segments_by_shard(run: Dict[str, Any]) -> Iterable[Tuple[int, Tuple[str, int, int, int]]]:
@@ -183,20 +203,44 @@ class _WriteManifestFn(beam.DoFn):
 
 
 class BuildPretrainingData(beam.PTransform):
-    """Input ranges -> shard files + manifest.json in plan.output_dir; outputs the manifest dict."""
+    """Input ranges -> shard files + manifest.json per plan; outputs the manifest dicts.
 
-    def __init__(self, plan: BuildPlan, manifest_base: Dict[str, Any], started_at: float):
+    Several plans share one read: each gets its own output folder, shards and manifest.
+    """
+
+    def __init__(self, plans, manifest_bases, started_at: float):
         super().__init__()
-        self._plan = plan
-        self._base = manifest_base
+        self._plans = tuple(plans) if isinstance(plans, (list, tuple)) else (plans,)
+        self._bases = tuple(manifest_bases) if isinstance(manifest_bases, (list, tuple)) else (manifest_bases,)
         self._started_at = started_at
 
     def expand(self, ranges):
-        plan = self._plan
         p = ranges.pipeline
         runs = (ranges
                 | "DistributeRanges" >> beam.Reshuffle()
-                | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(plan)))
+                | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(self._plans)))
+        per_plan = runs | "SplitByPlan" >> beam.Partition(lambda run, n: run["plan"], len(self._plans))
+        manifests = []
+        for index, (plan, base) in enumerate(zip(self._plans, self._bases)):
+            tag = f"seq{plan.cfg.max_seq_length}" if len(self._plans) > 1 else "out"
+            manifests.append(per_plan[index] | f"WriteDataset[{tag}]" >> _WriteDataset(plan, base, self._started_at))
+        if len(manifests) == 1:
+            return manifests[0]
+        return manifests | "AllManifests" >> beam.Flatten()
+
+
+class _WriteDataset(beam.PTransform):
+    """One plan's runs -> its shards and manifest."""
+
+    def __init__(self, plan: BuildPlan, base: Dict[str, Any], started_at: float):
+        super().__init__()
+        self._plan = plan
+        self._base = base
+        self._started_at = started_at
+
+    def expand(self, runs):
+        plan = self._plan
+        p = runs.pipeline
         counts = (runs
                   | "ExtractCounts" >> beam.Map(lambda run: run["counts"])
                   | "SumCounts" >> beam.CombineGlobally(_sum_counts))
