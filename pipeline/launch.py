@@ -1,0 +1,515 @@
+"""`bertbeam launch`: TPU VM training (gcloud) and Dataflow builds, as exact command lines with --dry_run."""
+import argparse
+import dataclasses
+import glob
+import importlib.util
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_NAME = "bertbeam"
+
+# ---------------------------------------------------------------------------------------------
+# Dataflow sizing. Dataflow's Python workers (Runner v2) start one SDK process per vCPU, so a worker VM
+# needs about vCPUs x (peak RSS of one `bertbeam build` worker process) plus the harness and OS.
+# PEAK_RSS_GIB_PER_WORKER_PROCESS is to be set from a measured run (bench/ prints peak RSS for a corpus and
+# flags); None means "not measured yet": advice then asks for --worker_peak_rss_gib.
+PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = None
+# Input MB/s one vCPU processes (bench/ measures it); None until measured: worker counts then need the flag.
+INPUT_MB_PER_S_PER_VCPU: Optional[float] = None
+DATAFLOW_HARNESS_GIB = 1.0  # per VM: Dataflow's worker harness, boot disk cache, OS
+DATAFLOW_MEMORY_HEADROOM = 1.25  # RSS grows with skewed documents; leave a quarter free
+# Families Dataflow accepts, by memory per vCPU (GiB), smallest first.
+DATAFLOW_MACHINE_FAMILIES: Tuple[Tuple[str, float], ...] = (
+    ("n1-standard", 3.75), ("n1-highmem", 6.5), ("n2-highmem", 8.0))
+
+# TPU software versions for JAX (cloud.google.com/tpu/docs/runtimes).
+TPU_RUNTIME_BY_GENERATION = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",
+                             "v4": "tpu-ubuntu2204-base", "v5p": "v2-alpha-tpuv5",
+                             "v5litepod": "v2-alpha-tpuv5-lite", "v6e": "v2-alpha-tpuv6e"}
+
+
+class LaunchError(ValueError):
+    """A bad accelerator type, flag combination or gcloud failure."""
+
+
+# ---------------------------------------------------------------------------------------------
+# TPU topology
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuTopology:
+    """What an accelerator type means for the launch: hosts to install on, devices JAX will see."""
+    accelerator_type: str
+    generation: str
+    num_hosts: int
+    num_devices: int  # jax.device_count(): TensorCores on v2/v3, chips on v4 and later
+
+
+def tpu_topology(accelerator_type: str) -> TpuTopology:
+    """v3-8 -> 1 host, 8 devices; v3-256 -> 32 hosts, 256 devices; v4-32 -> 4 hosts, 16 devices."""
+    generation, sep, size_text = accelerator_type.rpartition("-")
+    if generation == "v5e":
+        generation = "v5litepod"
+    if not sep or generation not in TPU_RUNTIME_BY_GENERATION or not size_text.isdigit():
+        raise LaunchError(f"--accelerator_type {accelerator_type!r}: expected e.g. v3-8, v3-256, v4-32, "
+                          f"v5p-16, v5litepod-16, v6e-8")
+    size = int(size_text)
+    if generation in ("v2", "v3"):
+        # The suffix counts TensorCores; JAX sees each core; 4 chips x 2 cores per host.
+        hosts, devices = max(1, size // 8), size
+    elif generation in ("v4", "v5p"):
+        # The suffix counts TensorCores; a chip's two cores are one JAX device (megacore); 4 chips per host.
+        hosts, devices = max(1, size // 8), max(1, size // 2)
+    else:
+        # v5e / v6e: the suffix counts chips; up to 8 chips on a single host, 4 per host in multi-host slices.
+        hosts, devices = (1 if size <= 8 else size // 4), size
+    return TpuTopology(accelerator_type, generation, hosts, devices)
+
+
+def default_runtime_version(accelerator_type: str) -> str:
+    """The TPU software version Google lists for JAX on this generation."""
+    return TPU_RUNTIME_BY_GENERATION[tpu_topology(accelerator_type).generation]
+
+
+# ---------------------------------------------------------------------------------------------
+# TPU command lines (pure)
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuLaunch:
+    """Everything `bertbeam launch tpu` needs to know."""
+    name: str
+    zone: str
+    accelerator_type: str
+    project: Optional[str] = None
+    runtime_version: Optional[str] = None
+    config: Optional[str] = None  # local training config, copied to every worker
+    package: Optional[str] = None  # sdist/wheel (local path or gs://); default: built from this checkout
+    spot: bool = False
+    preemptible: bool = False
+    python: str = "python3"
+    jax_requirement: str = "jax[tpu]"
+    log_file: str = "bertbeam_train.log"
+    background: bool = True  # nohup: the run survives the ssh session
+    train_flags: Tuple[str, ...] = ()
+
+
+def _tpu_vm(verb: str, launch: TpuLaunch) -> List[str]:
+    cmd = ["gcloud", "compute", "tpus", "tpu-vm", verb, launch.name, f"--zone={launch.zone}"]
+    if launch.project:
+        cmd.append(f"--project={launch.project}")
+    return cmd
+
+
+def describe_command(launch: TpuLaunch) -> List[str]:
+    """Prints the TPU's state (READY, STOPPED, PREEMPTED, ...); fails with NOT_FOUND if there is none."""
+    return _tpu_vm("describe", launch) + ["--format=value(state)"]
+
+
+def create_command(launch: TpuLaunch) -> List[str]:
+    """Creates the TPU VM or pod slice."""
+    if launch.spot and launch.preemptible:
+        raise LaunchError("give --spot or --preemptible, not both")
+    cmd = _tpu_vm("create", launch) + [
+        f"--accelerator-type={launch.accelerator_type}",
+        f"--version={launch.runtime_version or default_runtime_version(launch.accelerator_type)}"]
+    if launch.spot:
+        cmd.append("--spot")
+    if launch.preemptible:
+        cmd.append("--preemptible")
+    return cmd
+
+
+def start_command(launch: TpuLaunch) -> List[str]:
+    """Restarts a STOPPED TPU VM."""
+    return _tpu_vm("start", launch)
+
+
+def scp_command(launch: TpuLaunch, local_path: str, remote_path: str) -> List[str]:
+    """Copies one local file to the same path on every worker of the slice."""
+    cmd = ["gcloud", "compute", "tpus", "tpu-vm", "scp", local_path, f"{launch.name}:{remote_path}",
+           f"--zone={launch.zone}"]
+    if launch.project:
+        cmd.append(f"--project={launch.project}")
+    return cmd + ["--worker=all"]
+
+
+def ssh_command(launch: TpuLaunch, remote_command: str) -> List[str]:
+    """Runs one shell command on every worker (`--worker=all`; the same command on all hosts)."""
+    return _tpu_vm("ssh", launch) + ["--worker=all", "--command", remote_command]
+
+
+def remote_quote(word: str) -> str:
+    """Shell-quotes for the remote shell, preferring double quotes so the printed gcloud line (which
+    single-quotes the whole --command) needs no nested escapes."""
+    if word and all(c.isalnum() or c in "@%+=:,./-_" for c in word):
+        return word
+    if not any(c in word for c in '"$`\\!'):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def _remote_join(words: Sequence[str]) -> str:
+    return " ".join(remote_quote(w) for w in words)
+
+
+def package_remote_name(package: str) -> str:
+    """The file name the package has on the workers (home directory)."""
+    return package.rstrip("/").rsplit("/", 1)[-1]
+
+
+def install_remote_command(launch: TpuLaunch, package: str) -> str:
+    """Shell command installing the package with its [train] extra plus JAX's TPU build on one worker."""
+    name = package_remote_name(package)
+    steps = []
+    if package.startswith("gs://"):
+        steps.append(_remote_join(["gsutil", "cp", package, name]))
+    # `./` makes pip treat it as a file; [train] pulls jax, flax, optax, orbax (setup.py extras).
+    steps.append(_remote_join([launch.python, "-m", "pip", "install", "--upgrade", f"./{name}[train]",
+                             launch.jax_requirement]))
+    return " && ".join(steps)
+
+
+def train_remote_command(launch: TpuLaunch, train_flags: Sequence[str]) -> str:
+    """Shell command starting `bertbeam train` on one worker; identical on all hosts of a slice."""
+    flags = list(train_flags)
+    if launch.config:
+        flags = ["--config", package_remote_name(launch.config)] + flags
+    topology = tpu_topology(launch.accelerator_type)
+    if topology.num_hosts > 1 and not any(f.lstrip("-").split("=")[0] in ("jax_distributed", "nojax_distributed")
+                                          for f in flags):
+        # Multi-host slice: every host runs this same command; jax.distributed.initialize() finds its peers
+        # from the TPU metadata, with no coordinator address to pass.
+        flags.append("--jax_distributed=True")
+    train = _remote_join([launch.python, "-m", "training.run_pretrain"] + flags)
+    if not launch.background:
+        return train
+    return f"nohup {train} > {remote_quote(launch.log_file)} 2>&1 < /dev/null &"
+
+
+def package_version(repo_root: Path = REPO_ROOT) -> str:
+    """The version setup.py declares (the sdist is named bertbeam-VERSION.tar.gz)."""
+    import re  # pylint: disable=import-outside-toplevel
+    found = re.search(r"""version\s*=\s*["']([^"']+)["']""", (repo_root / "setup.py").read_text(encoding="utf-8"))
+    if not found:
+        raise LaunchError(f"no version= in {repo_root / 'setup.py'}")
+    return found.group(1)
+
+
+def sdist_command(repo_root: str, dist_dir: str) -> List[str]:
+    """Builds this checkout's sdist as Beam's stager does: `python -m build` if installed, else
+    `setup.py sdist`. Run it with the checkout as working directory (setup.py finds packages there)."""
+    if importlib.util.find_spec("build") is not None:
+        return [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--outdir", dist_dir, repo_root]
+    return [sys.executable, "setup.py", "sdist", "--dist-dir", dist_dir]
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuPlan:
+    """The gcloud commands of one launch, in order. create/start run only when describe says so."""
+    describe: List[str]
+    create: List[str]
+    start: List[str]
+    copies: List[List[str]]
+    install: List[str]
+    train: List[str]
+    warnings: List[str]
+
+
+def batch_warnings(launch: TpuLaunch, train_batch_size: Optional[int]) -> List[str]:
+    """Problems visible before launching: a global batch that does not split evenly over the devices."""
+    if not train_batch_size:
+        return []
+    devices = tpu_topology(launch.accelerator_type).num_devices
+    if train_batch_size % devices:
+        return [f"train_batch_size {train_batch_size} is not a multiple of the {devices} devices of "
+                f"{launch.accelerator_type}"]
+    return []
+
+
+def tpu_plan(launch: TpuLaunch, package: str, train_batch_size: Optional[int] = None) -> TpuPlan:
+    """All gcloud commands for a launch; `package` is a local sdist/wheel path or a gs:// URL."""
+    copies = []
+    if not package.startswith("gs://"):
+        copies.append(scp_command(launch, package, package_remote_name(package)))
+    if launch.config:
+        copies.append(scp_command(launch, launch.config, package_remote_name(launch.config)))
+    return TpuPlan(
+        describe=describe_command(launch),
+        create=create_command(launch),
+        start=start_command(launch),
+        copies=copies,
+        install=ssh_command(launch, install_remote_command(launch, package)),
+        train=ssh_command(launch, train_remote_command(launch, launch.train_flags)),
+        warnings=batch_warnings(launch, train_batch_size),
+    )
+
+
+def format_tpu_plan(plan: TpuPlan, build: Optional[List[str]], topology: TpuTopology) -> str:
+    """The --dry_run listing: every command shell-quoted, in the order it would run."""
+    lines = [f"# {topology.accelerator_type}: {topology.num_hosts} host(s), {topology.num_devices} JAX devices"]
+    lines += [f"# warning: {w}" for w in plan.warnings]
+    lines += ["# 1. reuse the TPU if it exists:", shlex.join(plan.describe),
+              "# 1b. if describe fails with NOT_FOUND, create it:", shlex.join(plan.create),
+              "# 1c. if its state is STOPPED, start it:", shlex.join(plan.start)]
+    if build:
+        lines += ["# 2. build the package from this checkout:",
+                  f"cd {shlex.quote(str(REPO_ROOT))} && {shlex.join(build)}"]
+    lines += ["# 3. copy to every worker:"] + [shlex.join(c) for c in plan.copies]
+    lines += ["# 4. install on every worker:", shlex.join(plan.install),
+              "# 5. start training on all hosts:", shlex.join(plan.train)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataflow (pure)
+
+
+def advise_dataflow_machine(peak_rss_gib: float, vcpus: int = 4) -> Tuple[str, List[str], str]:
+    """Worker machine type for a measured peak RSS per worker process -> (type, extra flags, reason)."""
+    if peak_rss_gib <= 0 or vcpus < 1:
+        raise LaunchError("peak RSS and vCPUs must be positive")
+    need = vcpus * peak_rss_gib * DATAFLOW_MEMORY_HEADROOM + DATAFLOW_HARNESS_GIB
+    for family, gib_per_vcpu in DATAFLOW_MACHINE_FAMILIES:
+        if vcpus * gib_per_vcpu >= need:
+            return (f"{family}-{vcpus}", [],
+                    f"{vcpus} SDK processes x {peak_rss_gib:.2f} GiB x {DATAFLOW_MEMORY_HEADROOM} + "
+                    f"{DATAFLOW_HARNESS_GIB:.0f} GiB = {need:.1f} GiB <= {vcpus * gib_per_vcpu:.1f} GiB")
+    # Even the largest family cannot hold one process per vCPU: run one SDK process per VM instead.
+    family, gib_per_vcpu = DATAFLOW_MACHINE_FAMILIES[-1]
+    single = peak_rss_gib * DATAFLOW_MEMORY_HEADROOM + DATAFLOW_HARNESS_GIB
+    if single > vcpus * gib_per_vcpu:
+        raise LaunchError(f"one worker process needs {single:.1f} GiB, more than {family}-{vcpus} has")
+    return (f"{family}-{vcpus}", ["--experiments=no_use_multiple_sdk_containers"],
+            f"{need:.1f} GiB for one process per vCPU exceeds every family; one SDK process per VM "
+            f"needs {single:.1f} GiB")
+
+
+def advise_max_num_workers(corpus_gb: float, target_hours: float, mb_per_s_per_vcpu: float, vcpus: int) -> int:
+    """Workers for a corpus to pass through in target_hours at a measured input rate per vCPU."""
+    if min(corpus_gb, target_hours, mb_per_s_per_vcpu) <= 0 or vcpus < 1:
+        raise LaunchError("corpus size, target hours, rate and vCPUs must be positive")
+    return max(1, math.ceil(corpus_gb * 1000 / (mb_per_s_per_vcpu * vcpus * target_hours * 3600)))
+
+
+def dataflow_build_command(project: str, region: str, temp_location: str, build_flags: Sequence[str] = (),
+                           machine_type: Optional[str] = None, max_num_workers: Optional[int] = None,
+                           setup_file: str = "./setup.py", job_name: Optional[str] = None,
+                           extra_options: Sequence[str] = ()) -> List[str]:
+    """The `bertbeam build` argv that runs on Dataflow, staging this checkout through setup.py."""
+    if not temp_location.startswith("gs://"):
+        raise LaunchError(f"--temp_location must be a gs:// path, got {temp_location!r}")
+    if not project or not region:
+        raise LaunchError("Dataflow needs --project and --region")
+    cmd = ["bertbeam", "build", "--runner", "DataflowRunner", "--project", project, "--region", region,
+           "--temp_location", temp_location, "--setup_file", setup_file]
+    if machine_type:
+        cmd += ["--machine_type", machine_type]
+    if max_num_workers:
+        cmd += ["--max_num_workers", str(int(max_num_workers))]
+    if job_name:
+        cmd += ["--job_name", job_name]
+    return cmd + list(extra_options) + list(build_flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def _run(run: Runner, cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
+    print("+ " + shlex.join(cmd), flush=True)
+    return run(cmd, **kwargs)
+
+
+def build_sdist(run: Runner, dist_dir: str) -> str:
+    """Builds this checkout's sdist into dist_dir and returns its path."""
+    result = _run(run, sdist_command(str(REPO_ROOT), dist_dir), cwd=str(REPO_ROOT),
+                  capture_output=True, text=True)
+    if result.returncode:
+        raise LaunchError(f"building the sdist failed:\n{result.stderr[-2000:]}")
+    found = sorted(glob.glob(os.path.join(dist_dir, f"{PACKAGE_NAME}-*.tar.gz")))
+    if not found:
+        raise LaunchError(f"no {PACKAGE_NAME}-*.tar.gz in {dist_dir}")
+    return found[-1]
+
+
+def ensure_tpu(run: Runner, plan: TpuPlan) -> str:
+    """Reuses a READY TPU, starts a STOPPED one, creates a missing one; returns what it did."""
+    described = _run(run, plan.describe, capture_output=True, text=True)
+    if described.returncode:
+        if "NOT_FOUND" not in (described.stderr or "") and "not found" not in (described.stderr or "").lower():
+            raise LaunchError(f"gcloud describe failed:\n{described.stderr}")
+        if _run(run, plan.create).returncode:
+            raise LaunchError("gcloud create failed (see above)")
+        return "created"
+    state = (described.stdout or "").strip()
+    if state == "READY":
+        return "reused"
+    if state == "STOPPED":
+        if _run(run, plan.start).returncode:
+            raise LaunchError("gcloud start failed (see above)")
+        return "started"
+    # PREEMPTED / TERMINATED slices cannot be restarted; deleting them is left to the user on purpose.
+    raise LaunchError(f"TPU is {state or 'in an unknown state'}; delete it (gcloud compute tpus tpu-vm "
+                      f"delete) or wait, then launch again")
+
+
+def execute_tpu_launch(launch: TpuLaunch, run: Runner = subprocess.run,
+                       train_batch_size: Optional[int] = None) -> str:
+    """Runs the launch: TPU, package, copies, install, training. Returns what happened to the TPU."""
+    with tempfile.TemporaryDirectory(prefix="bertbeam-sdist-") as dist_dir:
+        package = launch.package or build_sdist(run, dist_dir)
+        plan = tpu_plan(launch, package, train_batch_size)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        what = ensure_tpu(run, plan)
+        for cmd in plan.copies + [plan.install, plan.train]:
+            if _run(run, cmd).returncode:
+                raise LaunchError(f"failed: {shlex.join(cmd)}")
+    return what
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _split_passthrough(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def _tpu_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bertbeam launch tpu",
+                                description="Create or reuse a TPU VM / pod slice, install bertbeam on every "
+                                            "worker and start `bertbeam train` on all hosts. Flags after `--` "
+                                            "go to `bertbeam train`.")
+    p.add_argument("--name", required=True, help="TPU name")
+    p.add_argument("--zone", required=True)
+    p.add_argument("--accelerator_type", required=True, help="v3-8, v3-256, v4-32, v5litepod-16, ...")
+    p.add_argument("--project")
+    p.add_argument("--runtime_version", help="TPU software version (default: Google's JAX image for the type)")
+    p.add_argument("--config", help="training config (YAML/JSON), copied to every worker")
+    p.add_argument("--package", help="sdist/wheel to install (local or gs://); default: built from this checkout")
+    p.add_argument("--spot", action="store_true", help="create a Spot TPU")
+    p.add_argument("--preemptible", action="store_true", help="create a preemptible TPU")
+    p.add_argument("--python", default="python3", help="python on the workers")
+    p.add_argument("--jax_requirement", default="jax[tpu]", help="pip requirement for JAX's TPU build")
+    p.add_argument("--log_file", default="bertbeam_train.log", help="training log on each worker")
+    p.add_argument("--foreground", action="store_true", help="keep the ssh session attached to training")
+    p.add_argument("--dry_run", action="store_true", help="print the gcloud commands, run nothing")
+    return p
+
+
+def _dataflow_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bertbeam launch dataflow",
+                                description="Run `bertbeam build` on Dataflow with setup.py staging. Flags "
+                                            "after `--` go to `bertbeam build` (--input_file, --output_dir, ...).")
+    p.add_argument("--project", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--temp_location", required=True, help="gs://BUCKET/tmp")
+    p.add_argument("--machine_type", help="worker machine type (default: advised from --worker_peak_rss_gib)")
+    p.add_argument("--worker_vcpus", type=int, default=4, help="vCPUs per worker for the advice")
+    p.add_argument("--worker_peak_rss_gib", type=float, default=PEAK_RSS_GIB_PER_WORKER_PROCESS,
+                   help="measured peak RSS of one build worker process (bench/)")
+    p.add_argument("--max_num_workers", type=int)
+    p.add_argument("--corpus_gb", type=float, help="input size, for worker-count advice")
+    p.add_argument("--target_hours", type=float, default=2.0)
+    p.add_argument("--input_mb_per_s_per_vcpu", type=float, default=INPUT_MB_PER_S_PER_VCPU)
+    p.add_argument("--job_name")
+    p.add_argument("--dry_run", action="store_true", help="print the command, run nothing")
+    return p
+
+
+def _main_tpu(argv: Sequence[str]) -> int:
+    own, train_flags = _split_passthrough(argv)
+    args = _tpu_parser().parse_args(own)
+    launch = TpuLaunch(name=args.name, zone=args.zone, accelerator_type=args.accelerator_type,
+                       project=args.project, runtime_version=args.runtime_version, config=args.config,
+                       package=args.package, spot=args.spot, preemptible=args.preemptible, python=args.python,
+                       jax_requirement=args.jax_requirement, log_file=args.log_file,
+                       background=not args.foreground, train_flags=tuple(train_flags))
+    topology = tpu_topology(launch.accelerator_type)
+    batch = _train_batch_size(launch.config, train_flags)
+    if args.dry_run:
+        package = launch.package or os.path.join(tempfile.gettempdir(), "bertbeam-sdist",
+                                                 f"{PACKAGE_NAME}-{package_version()}.tar.gz")
+        build = None if launch.package else sdist_command(str(REPO_ROOT), os.path.dirname(package))
+        print(format_tpu_plan(tpu_plan(launch, package, batch), build, topology))
+        return 0
+    what = execute_tpu_launch(launch, train_batch_size=batch)
+    print(f"TPU {launch.name} {what}; training started on {topology.num_hosts} host(s); "
+          f"log: ~/{launch.log_file} on each worker")
+    return 0
+
+
+def _train_batch_size(config: Optional[str], train_flags: Sequence[str]) -> Optional[int]:
+    batch = None
+    if config and os.path.exists(config):
+        from pipeline.plan import load_config  # pylint: disable=import-outside-toplevel
+        batch = load_config(config).get("train_batch_size")
+    for i, flag in enumerate(train_flags):
+        if flag.startswith("--train_batch_size="):
+            batch = int(flag.split("=", 1)[1])
+        elif flag == "--train_batch_size" and i + 1 < len(train_flags):
+            batch = int(train_flags[i + 1])
+    return batch
+
+
+def _main_dataflow(argv: Sequence[str]) -> int:
+    own, build_flags = _split_passthrough(argv)
+    args = _dataflow_parser().parse_args(own)
+    machine_type, extra = args.machine_type, []
+    if not machine_type:
+        if args.worker_peak_rss_gib:
+            machine_type, extra, why = advise_dataflow_machine(args.worker_peak_rss_gib, args.worker_vcpus)
+            print(f"# machine type {machine_type}: {why}")
+        else:
+            print("# no measured peak RSS per worker process (--worker_peak_rss_gib); Dataflow's default "
+                  "machine type applies")
+    workers = args.max_num_workers
+    if not workers and args.corpus_gb and args.input_mb_per_s_per_vcpu:
+        workers = advise_max_num_workers(args.corpus_gb, args.target_hours, args.input_mb_per_s_per_vcpu,
+                                         args.worker_vcpus)
+        print(f"# max_num_workers {workers}: {args.corpus_gb} GB in {args.target_hours} h at "
+              f"{args.input_mb_per_s_per_vcpu} MB/s per vCPU x {args.worker_vcpus} vCPUs")
+    setup_file = REPO_ROOT / "setup.py"
+    if not setup_file.exists():
+        raise LaunchError("setup.py not found: run from a bertbeam checkout (Dataflow stages it)")
+    cmd = dataflow_build_command(args.project, args.region, args.temp_location, build_flags, machine_type,
+                                 workers, str(setup_file), args.job_name, extra)
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    from pipeline.main import main as bertbeam_main  # pylint: disable=import-outside-toplevel
+    return bertbeam_main(cmd[1:])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    targets = {"tpu": _main_tpu, "dataflow": _main_dataflow}
+    if not argv or argv[0] not in targets:
+        print("usage: bertbeam launch tpu|dataflow [flags] [-- flags for train|build]  (--help for each)",
+              file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return targets[argv[0]](argv[1:])
+    except LaunchError as e:
+        print(f"bertbeam launch: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
