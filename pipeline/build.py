@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket_max_mb", type=float, default=4.0,
                    help="A bucket also closes at this much text (bounds worker memory).")
     p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
+    p.add_argument("--max_line_bytes", type=int, default=0,
+                   help="Longest input line kept; a document with a longer line is dropped and counted "
+                        "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
     return p
 
 
@@ -288,7 +291,8 @@ def make_plan(args, num_shards: int):
     return BuildPlan(cfg=cfg, tokenizer=tok, output_dir=args.output_dir.rstrip("/"), input_format=args.input_format,
                      text_field=args.text_field, id_field=args.id_field, lang=args.lang,
                      bucket_docs=args.random_next_bucket_size, bucket_bytes=int(args.bucket_max_mb * (1 << 20)),
-                     compression=None if args.compression == "none" else args.compression)
+                     compression=None if args.compression == "none" else args.compression,
+                     max_line_bytes=args.max_line_bytes or None)
 
 
 def manifest_base(args, plan, vocab, runner: str, argv: Sequence[str]) -> Dict[str, Any]:
@@ -421,7 +425,20 @@ def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
             f"into {len(manifest['shards'])} shard(s) in {output_dir}\n"
             f"manifest: {output_dir.rstrip('/')}/manifest.json\n"
             f"documents read {docs['read']}, used {docs['used']}, dropped: {dropped}; "
-            f"tokens {manifest['tokens']['used']}; time {manifest['time_taken_min']} min")
+            f"tokens {manifest['tokens']['used']}; time {manifest['time_taken_min']} min"
+            + _problems(manifest))
+
+
+def _problems(manifest: Dict[str, Any]) -> str:
+    """Damaged inputs and failed count reconciliation, so they are seen, not only written down."""
+    notes = []
+    damaged = manifest.get("input", {}).get("damaged_files")
+    if damaged:
+        notes.append(f"WARNING: damaged input files (documents after the damage were dropped): {damaged}")
+    reconciliation = manifest.get("reconciliation", {})
+    if reconciliation and not reconciliation.get("ok", True):
+        notes.append(f"WARNING: counts do not reconcile: {reconciliation.get('problems')}")
+    return "".join("\n" + n for n in notes)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -7,14 +7,47 @@ from transforms import fileio
 FORMAT = "bertbeam.pretraining.v1"
 
 
+def _by_reason(counts: Dict[str, int], prefix: str) -> Dict[str, int]:
+    """{reason: n} for the flat counters named "<prefix>.<reason>" (zeros left out)."""
+    head = prefix + "."
+    return {k[len(head):]: v for k, v in sorted(counts.items()) if k.startswith(head) and v}
+
+
+def _damaged_files(counts: Dict[str, int]) -> Dict[str, str]:
+    """{file key: reason} from the "files_damaged.<reason>:<file key>" counters."""
+    out = {}
+    for k, v in sorted(counts.items()):
+        if k.startswith("files_damaged.") and v:
+            reason, key = k[len("files_damaged."):].split(":", 1)
+            out[key] = reason
+    return out
+
+
 def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dict[str, Any]],
                   seconds: float) -> Dict[str, Any]:
     """Combines the settings (base) with counts computed from the data and the written shards."""
     shards = sorted(shards, key=lambda s: s["shard"])
     num_instances = sum(s["num_instances"] for s in shards)
-    dropped = {k.split(".", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("documents_dropped.")}
     documents = {"read": counts.get("documents_read", 0), "used": counts.get("documents_used", 0),
-                 "dropped": dropped}
+                 "dropped": _by_reason(counts, "documents_dropped")}
+    lines_dropped = _by_reason(counts, "lines_dropped")
+    if "sentences_read" in counts:
+        sentences_read = counts["sentences_read"]
+    else:  # without the tokenizer-side counter: a sentence a line, less the lines of documents dropped while reading
+        sentences_read = counts.get("lines_read", 0) - sum(lines_dropped.values())
+    sentences_dropped = _by_reason(counts, "sentences_dropped")
+    sentences = {"read": sentences_read, "used": counts.get("sentences_used", 0),
+                 "empty_after_tokenization": counts.get("sentences_empty_after_tokenization", 0),
+                 "dropped": sentences_dropped,
+                 "in_dropped_documents": sentences_read - counts.get("sentences_used", 0)
+                 - counts.get("sentences_empty_after_tokenization", 0)}
+    tokens_dropped = _by_reason(counts, "tokens_dropped")
+    if counts.get("tokens_dropped_all_unknown") and "all_unknown" not in tokens_dropped:
+        tokens_dropped["all_unknown"] = counts["tokens_dropped_all_unknown"]
+    tokens = {"read": counts.get("tokens_read", counts.get("tokens_used", 0) + sum(tokens_dropped.values())),
+              "used": counts.get("tokens_used", 0), "unknown": counts.get("unknown_tokens_used", 0),
+              "dropped": tokens_dropped, "in_instances": counts.get("instance_tokens", 0),
+              "masked": counts.get("masked_positions", 0)}
     manifest = dict(base)
     manifest.update({
         "format": FORMAT,
@@ -22,21 +55,22 @@ def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dic
         "time_taken_min": round(seconds / 60.0, 3),
         "shards": [{"path": s["path"], "num_instances": s["num_instances"], "bytes": s["bytes"]} for s in shards],
         "documents": documents,
-        "sentences": {"read": counts.get("lines_read", 0), "used": counts.get("sentences_used", 0),
-                      "empty_after_tokenization": counts.get("sentences_empty_after_tokenization", 0),
-                      "in_dropped_documents": counts.get("lines_read", 0) - counts.get("sentences_used", 0)
-                      - counts.get("sentences_empty_after_tokenization", 0)},
-        "tokens": {"used": counts.get("tokens_used", 0), "unknown": counts.get("unknown_tokens_used", 0),
-                   "in_instances": counts.get("instance_tokens", 0),
-                   "masked": counts.get("masked_positions", 0)},
-        "input": {"lines_invalid_utf8": counts.get("lines_invalid_utf8", 0),
-                  "bom_removed": counts.get("bom_removed", 0), "ranges": counts.get("ranges_read", 0)},
+        "sentences": sentences,
+        "tokens": tokens,
+        "input": {"files": counts.get("files_read", 0), "ranges": counts.get("ranges_read", 0),
+                  "empty_files": counts.get("files_empty", 0), "lines_read": counts.get("lines_read", 0),
+                  "lines_dropped": lines_dropped, "lines_too_long": counts.get("lines_too_long", 0),
+                  "lines_invalid_utf8": counts.get("lines_invalid_utf8", 0),
+                  "bom_removed": counts.get("bom_removed", 0), "damaged_files": _damaged_files(counts)},
         "pairing_stats": {"random_next_unavailable": counts.get("random_next_unavailable", 0),
                           "chunks_dropped_no_pair": counts.get("chunks_dropped_no_pair", 0)},
         "raw_counts": dict(sorted(counts.items())),
     })
     if num_instances != counts.get("instances", 0):
         raise RuntimeError(f"shards hold {num_instances} instances but {counts.get('instances', 0)} were built")
+    problems = reconcile_problems(manifest)
+    manifest["reconciliation"] = {"ok": not problems, "problems": problems,
+                                  "checked": _checked(manifest)}
     return manifest
 
 
@@ -47,10 +81,54 @@ def read_manifest(path_or_dir: str) -> Dict[str, Any]:
         return json.loads(f.read().decode("utf-8"))
 
 
-def reconcile(manifest: Dict[str, Any]) -> Optional[str]:
-    """None when documents read = used + dropped (by reason); else a description of the gap."""
+def _checked(manifest: Dict[str, Any]) -> List[str]:
+    """Which balances the counters allow: sentences and tokens need the tokenizer-side read counters."""
+    raw = manifest.get("raw_counts", {})
+    checked = ["documents", "instances"]
+    if "sentences_read" in raw:
+        checked.append("sentences")
+        if manifest.get("input_format", "bert") == "bert":
+            checked.append("lines")
+    if "tokens_read" in raw:
+        checked.append("tokens")
+    return checked
+
+
+def reconcile_problems(manifest: Dict[str, Any]) -> List[str]:
+    """Every balance that does not hold: read = used + dropped (by reason) for documents, sentences,
+    tokens and (a sentence a line) input lines; instances in the shards = instances counted."""
+    problems = []
+    checked = _checked(manifest)
     docs = manifest["documents"]
     dropped = sum(docs["dropped"].values())
     if docs["read"] != docs["used"] + dropped:
-        return f"documents read {docs['read']} != used {docs['used']} + dropped {dropped}"
-    return None
+        problems.append(f"documents read {docs['read']} != used {docs['used']} + dropped {dropped} "
+                        f"{docs['dropped']}")
+    shard_total = sum(s["num_instances"] for s in manifest.get("shards", []))
+    if shard_total != manifest["counts"]["train"]["num_instances"]:
+        problems.append(f"shards hold {shard_total} instances, counts say "
+                        f"{manifest['counts']['train']['num_instances']}")
+    sent = manifest["sentences"]
+    if "sentences" in checked:
+        accounted = sent["used"] + sent["empty_after_tokenization"] + sum(sent.get("dropped", {}).values())
+        if sent["read"] != accounted:
+            problems.append(f"sentences read {sent['read']} != used {sent['used']} + empty after tokenization "
+                            f"{sent['empty_after_tokenization']} + dropped {sent.get('dropped')}")
+    if "lines" in checked:
+        inp = manifest["input"]
+        lines_dropped = sum(inp["lines_dropped"].values())
+        if inp["lines_read"] != sent["read"] + lines_dropped:
+            problems.append(f"input lines {inp['lines_read']} != sentences read {sent['read']} + lines of "
+                            f"documents dropped while reading {inp['lines_dropped']}")
+    tok = manifest["tokens"]
+    if "tokens" in checked:
+        tok_dropped = sum(tok.get("dropped", {}).values())
+        if tok["read"] != tok["used"] + tok_dropped:
+            problems.append(f"tokens read {tok['read']} != used {tok['used']} + dropped {tok.get('dropped')}")
+    return problems
+
+
+def reconcile(manifest: Dict[str, Any]) -> Optional[str]:
+    """None when every count balances (see reconcile_problems); else a description of the gaps."""
+    problems = reconcile_problems(manifest)
+    return "; ".join(problems) if problems else None

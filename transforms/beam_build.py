@@ -35,6 +35,7 @@ class BuildPlan:
     bucket_docs: int = 1000
     bucket_bytes: int = 4 << 20
     compression: Optional[str] = None
+    max_line_bytes: Optional[int] = None  # None: the input format's default
 
     @property
     def tmp_dir(self) -> str:
@@ -82,7 +83,7 @@ class _BuildRunsFn(beam.DoFn):
         plan = self._plan
         stats = corpus_reader.ReadStats()
         read_counts: Dict[str, int] = collections.Counter()
-        docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats)
+        docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats, plan.max_line_bytes)
         docs = self._prepare_documents(docs, read_counts)
         for bucket in corpus_reader.iter_buckets(docs, plan.bucket_docs, plan.bucket_bytes):
             tokenize = _tokenize_once(self._tokenizer.tokenize_lines)

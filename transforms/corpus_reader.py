@@ -4,15 +4,33 @@ A file is cut into byte ranges so that a 100 MB+ file is never one element. A ra
 documents whose first line starts inside it; it reads a document it owns to the end even past the
 range end, and skips the tail of a document that began in an earlier range. Every range therefore
 decides document boundaries from the bytes alone, so any split gives the same documents.
+
+Lines end at LF, CRLF or a lone CR. Memory per range is bounded by `max_line_bytes`: a longer line is
+never held; the document holding it is dropped and counted (`documents_dropped.line_too_long`). A
+gzip stream that is truncated or corrupt keeps the documents read before the damage, drops the
+document in progress (`documents_dropped.gzip_damaged`) and names the file in the counts.
 """
+import collections
 import dataclasses
 import gzip
 import io
+import logging
 import os
+import re
 import zlib
-from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+# Longest line held in memory, per input format: a "sentence" over 1 MiB is not a sentence (a file
+# without line breaks, or binary data), while a jsonl line is a whole document and may be large.
+DEFAULT_MAX_LINE_BYTES = {"bert": 1 << 20, "text": 4 << 20, "jsonl": 64 << 20}
+READ_CHUNK_BYTES = 1 << 20
+_EOL = re.compile(rb"\r\n|\r|\n")
+# Bytes that can occur in a line that str.strip() empties (ASCII whitespace incl. \x1c-\x1f, and the
+# UTF-8 lead/continuation bytes of U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028/9, U+202F, U+205F,
+# U+3000). Any other byte makes the line non-blank, which lets a backward scan stop early.
+_MAYBE_BLANK = frozenset(b"\t\x0b\x0c\x1c\x1d\x1e\x1f " + bytes(range(0x80, 0xC0)) + b"\xc2\xe1\xe2\xe3")
 INPUT_FORMATS = ("bert", "text", "jsonl")
 
 
@@ -45,9 +63,37 @@ class RawDocument:
 
 @dataclasses.dataclass
 class ReadStats:
-    lines: int = 0  # non-blank lines in documents owned by the range
+    """What the reader saw and dropped in one range (summed over ranges into the manifest)."""
+
+    lines: int = 0  # non-blank lines in documents owned by the range (dropped ones included)
     invalid_utf8_lines: int = 0  # lines with bytes that are not UTF-8 (replaced by U+FFFD)
     bom_removed: int = 0
+    files: int = 0  # ranges that start a file
+    empty_files: int = 0  # files with no bytes at all (after decompression)
+    lines_too_long: int = 0  # lines over max_line_bytes (their documents are dropped)
+    documents_dropped: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
+    lines_dropped: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
+    damaged_files: Dict[str, str] = dataclasses.field(default_factory=dict)  # file key -> reason
+
+    def drop(self, reason: str, doc: "RawDocument") -> None:
+        self.documents_dropped[reason] += 1
+        self.lines_dropped[reason] += len(doc.lines)
+
+    def as_counts(self) -> Dict[str, int]:
+        """Counters in the pipeline's flat form; documents the reader dropped count as read and dropped."""
+        counts: Dict[str, int] = collections.Counter({
+            "lines_read": self.lines, "lines_invalid_utf8": self.invalid_utf8_lines,
+            "bom_removed": self.bom_removed, "files_read": self.files, "files_empty": self.empty_files,
+            "lines_too_long": self.lines_too_long, "ranges_read": 1})
+        for reason, n in self.documents_dropped.items():
+            counts["documents_read"] += n
+            counts[f"documents_dropped.{reason}"] += n
+        for reason, n in self.lines_dropped.items():
+            counts[f"lines_dropped.{reason}"] += n
+        for key, reason in self.damaged_files.items():
+            # Names travel through the summed counters as keys: "files_damaged.<reason>:<file key>".
+            counts[f"files_damaged.{reason}:{key}"] = 1
+        return dict(counts)
 
 
 def common_root(paths: Sequence[str]) -> str:
@@ -83,16 +129,9 @@ def decode_line(raw: bytes, stats: ReadStats) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def logical_lines(physical: bytes, stats: ReadStats) -> List[str]:
-    """A physical line (ending in \\n) as logical lines: CRLF and lone CR line ends both end a line."""
-    if physical.endswith(b"\n"):
-        physical = physical[:-1]
-    if physical.endswith(b"\r"):
-        physical = physical[:-1]
-    text = decode_line(physical, stats)
-    if "\r" in text:
-        return text.split("\r")
-    return [text]
+def strip_eol(line: bytes) -> bytes:
+    """A line without its terminator (LF, CRLF or CR: a line holds no other CR or LF)."""
+    return line.rstrip(b"\r\n")
 
 
 def is_blank(line: str) -> bool:
@@ -100,48 +139,149 @@ def is_blank(line: str) -> bool:
     return not line.strip()
 
 
-def _previous_line_is_blank(f: BinaryIO, pos: int) -> bool:
-    """Whether the last logical line before byte `pos` (a line start > 0) is blank.
+class DamagedInput(Exception):
+    """A gzip stream ended early or holds corrupt data; `reason` is gzip_truncated or gzip_corrupt."""
 
-    Scans backwards and stops early at a printable ASCII byte, so it stays cheap even after long lines.
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _read_chunk(stream: BinaryIO, size: int) -> bytes:
+    try:
+        if isinstance(stream, gzip.GzipFile):
+            # read1: one decompression step, so the data before a damaged spot is returned, not lost
+            # inside a buffered read that then raises.
+            return stream.read1(size)
+        return stream.read(size)
+    except EOFError as e:  # gzip: "Compressed file ended before the end-of-stream marker was reached"
+        raise DamagedInput("gzip_truncated", str(e)) from e
+    except (zlib.error, gzip.BadGzipFile) as e:
+        raise DamagedInput("gzip_corrupt", str(e)) from e
+
+
+def read_lines(stream: BinaryIO, max_line_bytes: int, chunk_bytes: Optional[int] = None
+               ) -> Iterator[Tuple[Optional[bytes], int]]:
+    """(line with its terminator, length in bytes) for each line from the stream's position on.
+
+    Lines end at LF, CRLF or a lone CR; a CRLF split across two reads stays one terminator. A line
+    longer than max_line_bytes is never held: it comes as (None, length). Raises DamagedInput (after
+    yielding every line read before the damage, the cut one included) when a gzip stream is damaged.
     """
-    end = pos - 1  # f[end] is the '\n' ending the previous physical line
-    if end > 0:
-        f.seek(end - 1)
-        if f.read(1) == b"\r":
-            end -= 1
-    collected = bytearray()
+    parts: List[bytes] = []  # pieces of a line that spans reads (unless it is over the limit)
+    length = 0  # bytes of that line so far
+    too_long = False
+    pending_cr = False  # that line ends in a CR that was the last byte read: CRLF or a lone CR?
+    chunk_bytes = chunk_bytes or READ_CHUNK_BYTES
+    while True:
+        try:
+            chunk = _read_chunk(stream, chunk_bytes)
+        except DamagedInput:
+            if length:
+                yield (None if too_long else b"".join(parts)), length
+            raise
+        if not chunk:
+            if length:
+                yield (None if too_long else b"".join(parts)), length
+            return
+        i, n = 0, len(chunk)
+        if pending_cr:
+            if chunk[:1] == b"\n":
+                length += 1
+                i = 1
+                if length > max_line_bytes:
+                    too_long, parts = True, []
+                if not too_long:
+                    parts.append(b"\n")
+            yield (None if too_long else b"".join(parts)), length
+            parts, length, too_long, pending_cr = [], 0, False, False
+        while i < n:
+            if not length:
+                # Fast path: every complete line up to the last terminator, split in C (bytes.splitlines
+                # ends lines at exactly LF, CRLF and CR). A CR as the last byte read waits for the next read.
+                cut = max(chunk.rfind(b"\n", i), chunk.rfind(b"\r", i, n - 1)) + 1
+                if cut > i:
+                    for line in chunk[i:cut].splitlines(True):
+                        size = len(line)
+                        yield (line if size <= max_line_bytes else None), size
+                    i = cut
+                    if i >= n:
+                        break
+            m = _EOL.search(chunk, i)
+            end = n if m is None else m.end()
+            open_end = m is None or (end == n and chunk[end - 1] == 0x0D)
+            if not length and not open_end:  # the common case: a whole line inside this read
+                yield (chunk[i:end] if end - i <= max_line_bytes else None), end - i
+                i = end
+                continue
+            if not too_long and length + end - i > max_line_bytes:
+                too_long, parts = True, []
+            if not too_long:
+                parts.append(chunk[i:end])
+            length += end - i
+            i = end
+            if open_end:
+                pending_cr = m is not None
+                break
+            yield (None if too_long else b"".join(parts)), length
+            parts, length, too_long = [], 0, False
+
+
+def _previous_line_is_blank(f: BinaryIO, pos: int, max_line_bytes: int) -> bool:
+    """Whether the line before the line starting at byte `pos` (> 0) is blank, as the forward reader decides.
+
+    Scans backwards from the previous line's terminator and stops at the first byte that cannot be
+    part of a blank line, so it stays cheap even after long lines. A line over max_line_bytes is
+    never blank (the forward reader does not hold it), and a BOM opening the file is ignored.
+    """
+    f.seek(max(0, pos - 2))
+    end = pos - 1  # f[end] is the terminator ('\n' or a lone '\r') of the previous line
+    if f.read(pos - max(0, pos - 2)).endswith(b"\r\n"):
+        end -= 1
+    line_start = 0
     cursor = end
     block = 256
-    while cursor > 0:
+    while cursor > 0 and line_start == 0:
         start = max(0, cursor - block)
         f.seek(start)
         chunk = f.read(cursor - start)
         for i in range(len(chunk) - 1, -1, -1):
             b = chunk[i]
             if b in (0x0A, 0x0D):
-                return is_blank(bytes(reversed(collected)).decode("utf-8", errors="replace"))
-            if 0x21 <= b <= 0x7E:
+                line_start = start + i + 1
+                break
+            if b not in _MAYBE_BLANK and start + i >= len(UTF8_BOM):
                 return False
-            collected.append(b)
+        if not line_start and pos - start > max_line_bytes:
+            return False  # longer than the limit, terminator included, as read_lines measures
         cursor = start
         block = min(block * 4, 1 << 20)
-    return is_blank(bytes(reversed(collected)).decode("utf-8", errors="replace"))
+    if pos - line_start > max_line_bytes:
+        return False
+    f.seek(line_start)
+    line = f.read(end - line_start)
+    if line_start == 0 and line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM):]
+    return is_blank(line.decode("utf-8", errors="replace"))
 
 
 def _open_stream(opener: Callable[[str], BinaryIO], rng: InputRange) -> BinaryIO:
-    raw = opener(rng.file.path)
+    try:
+        raw = opener(rng.file.path)
+    except (OSError, IOError) as e:
+        raise InputError(f"{rng.file.path}: cannot be opened: {e}") from e
     if rng.file.is_gzip:
         return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
 
 
-def iter_physical_lines(rng: InputRange, opener: Callable[[str], BinaryIO]
-                        ) -> Iterator[Tuple[int, bytes, bool]]:
-    """Yields (offset, physical line, prev_blank_known) for lines starting at or after the range start.
+def iter_range_lines(rng: InputRange, opener: Callable[[str], BinaryIO], max_line_bytes: int
+                     ) -> Iterator[Tuple[int, Optional[bytes], bool]]:
+    """Yields (offset, line or None when too long, prev_blank_known) for lines starting at or after rng.start.
 
     The first yielded item tells via prev_blank_known whether the preceding line was blank (or the file
-    start); later items carry True. Reading continues past rng.end; the caller stops.
+    start); later items carry True. Reading continues past rng.end; the caller stops. DamagedInput
+    propagates from gzip streams.
     """
     stream = _open_stream(opener, rng)
     try:
@@ -149,49 +289,85 @@ def iter_physical_lines(rng: InputRange, opener: Callable[[str], BinaryIO]
         at_doc_boundary = True
         if rng.start > 0:
             stream.seek(rng.start - 1)
-            if stream.read(1) != b"\n":
-                stream.readline()  # the tail of a line that starts in the previous range
-            pos = stream.tell()
-            at_doc_boundary = _previous_line_is_blank(stream, pos)
+            before = stream.read(2)
+            aligned = before[:1] == b"\n" or (before[:1] == b"\r" and before[1:2] != b"\n")
+            stream.seek(rng.start)
+            if not aligned:
+                # The tail of a line that starts in the previous range (or the LF of a CRLF).
+                tail = read_lines(stream, max_line_bytes)
+                skipped = next(tail, None)
+                tail.close()
+                if skipped is None:
+                    return
+                pos += skipped[1]
+            at_doc_boundary = _previous_line_is_blank(stream, pos, max_line_bytes)
             stream.seek(pos)
+        lines = read_lines(stream, max_line_bytes)
         first = True
-        while True:
-            try:
-                line = stream.readline()
-            except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-                raise InputError(f"{rng.file.path}: corrupt or truncated gzip data near byte {pos} ({e})") from e
-            if not line:
-                return
+        for line, length in lines:
             yield pos, line, (at_doc_boundary if first else True)
             first = False
-            pos += len(line)
+            pos += length
     finally:
         stream.close()
 
 
 def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_format: str,
-                   stats: ReadStats) -> Iterator[RawDocument]:
-    """Documents owned by the range: for bert/text, blank-line separated; for jsonl, one per line."""
+                   stats: ReadStats, max_line_bytes: Optional[int] = None) -> Iterator[RawDocument]:
+    """Documents owned by the range: for bert/text, blank-line separated; for jsonl, one per line.
+
+    Documents the reader cannot hand on whole are counted in `stats` (documents_dropped) instead.
+    """
     path = rng.file.path
+    limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES.get(input_format, DEFAULT_MAX_LINE_BYTES["bert"])
     track_lines = rng.start == 0  # line numbers are known only when reading from the file start
+    if track_lines:
+        stats.files += 1
     line_no = 0
     current: Optional[RawDocument] = None
+    current_too_long = False
     skipping = False  # inside a document owned by an earlier range
     started = False
-    for offset, physical, prev_blank in iter_physical_lines(rng, opener):
-        line_no += 1
-        if not started:
-            started = True
-            skipping = not prev_blank and input_format != "jsonl"
-        parts = logical_lines(physical, stats)
-        if offset == 0 and parts and parts[0].startswith("\ufeff"):
-            parts[0] = parts[0][1:]
-            stats.bom_removed += 1
-        for part in parts:
+    lines = iter_range_lines(rng, opener, limit)
+    try:
+        for offset, physical, prev_blank in lines:
+            line_no += 1
+            if not started:
+                started = True
+                skipping = not prev_blank and input_format != "jsonl"
+            where = f"{path}:line {line_no}" if track_lines else f"{path}@byte {offset}"
+            if physical is None:
+                # Over the limit: neither held nor blank. Its document (owned here or not) is dropped.
+                if skipping or (current is None and offset >= rng.end):
+                    if skipping:
+                        continue
+                    return
+                stats.lines_too_long += 1
+                logging.warning("%s: line over %d bytes; its document is dropped (documents_dropped."
+                                "line_too_long; raise --max_line_bytes to keep it)", where, limit)
+                if input_format == "jsonl":
+                    stats.lines += 1
+                    stats.documents_dropped["line_too_long"] += 1
+                    stats.lines_dropped["line_too_long"] += 1
+                    continue
+                if current is None:
+                    current = RawDocument(key=f"{rng.file.key}@{offset}", lines=[], source=where)
+                stats.lines += 1
+                current.lines.append("")
+                current_too_long = True
+                continue
+            raw = strip_eol(physical)
+            if offset == 0 and raw.startswith(UTF8_BOM):
+                raw = raw[len(UTF8_BOM):]
+                stats.bom_removed += 1
+            part = decode_line(raw, stats)
             if is_blank(part):
                 if current is not None:
-                    yield current
-                    current = None
+                    if current_too_long:
+                        stats.drop("line_too_long", current)
+                    else:
+                        yield current
+                    current, current_too_long = None, False
                 skipping = False
                 if offset >= rng.end:
                     return
@@ -202,18 +378,28 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
                 if offset >= rng.end:
                     return
                 stats.lines += 1
-                where = f"{path}:line {line_no}" if track_lines else f"{path}@byte {offset}"
                 yield RawDocument(key=f"{rng.file.key}@{offset}", lines=[part.strip()], source=where)
                 continue
             if current is None:
                 if offset >= rng.end:
                     return
-                where = f"{path}:line {line_no}" if track_lines else f"{path}@byte {offset}"
                 current = RawDocument(key=f"{rng.file.key}@{offset}", lines=[], source=where)
             stats.lines += 1
             current.lines.append(part.strip())
+    except DamagedInput as e:
+        stats.damaged_files[rng.file.key] = e.reason
+        logging.warning("%s: %s after line %d (%s); documents before it are kept, the document in "
+                        "progress is dropped (documents_dropped.gzip_damaged)", path, e.reason, line_no, e)
+        if current is not None:
+            stats.drop("gzip_damaged", current)
+        return
+    if track_lines and not started:
+        stats.empty_files += 1
     if current is not None:
-        yield current
+        if current_too_long:
+            stats.drop("line_too_long", current)
+        else:
+            yield current
 
 
 def iter_buckets(docs: Iterator[RawDocument], max_docs: int, max_bytes: int) -> Iterator[List[RawDocument]]:
