@@ -35,9 +35,10 @@ class BuildConfig:
     pairing: str = "nsp"
     masking: str = "static"  # "static" or "dynamic" (mask at load time)
     num_shards: int = 1
+    sop_single_sentence: str = "random_document"  # see instances.create_sop_instances
 
     def instance_config(self) -> InstanceConfig:
-        return InstanceConfig(self.max_seq_length, self.short_seq_prob, self.pairing)
+        return InstanceConfig(self.max_seq_length, self.short_seq_prob, self.pairing, self.sop_single_sentence)
 
     def masking_config(self) -> masking_lib.MaskingConfig:
         return masking_lib.MaskingConfig(masked_lm_prob=self.masked_lm_prob,
@@ -85,6 +86,9 @@ def feature_names(cfg: BuildConfig) -> List[str]:
         names += ["word_starts"]
     if cfg.pairing != "none":
         names.append("next_sentence_labels")
+    if cfg.pairing == "sop":
+        # google-research/albert writes it (run_pretraining.py parses it with --masked_lm_budget).
+        names.append("token_boundary")
     return names
 
 
@@ -92,6 +96,7 @@ def feature_spec(cfg: BuildConfig) -> Dict[str, Dict[str, object]]:
     """Feature dtypes and fixed lengths, as written to the manifest."""
     lengths = {"input_ids": cfg.max_seq_length, "input_mask": cfg.max_seq_length,
                "segment_ids": cfg.max_seq_length, "word_starts": cfg.max_seq_length,
+               "token_boundary": cfg.max_seq_length,
                "masked_lm_positions": cfg.max_predictions_per_seq, "masked_lm_ids": cfg.max_predictions_per_seq,
                "masked_lm_weights": cfg.max_predictions_per_seq, "next_sentence_labels": 1}
     return {name: {"dtype": "float" if name == "masked_lm_weights" else "int64", "length": lengths[name]}
@@ -141,9 +146,19 @@ def build_bucket(docs: Sequence[RawDocument], cfg: BuildConfig, vocab: VocabInfo
     """Builds every record of one bucket of documents."""
     counts = counts if counts is not None else collections.Counter()
     docs_tokens = tokenize_documents(docs, tokenize, vocab.unk_id, counts)
+    return build_tokenized_bucket(docs_tokens, cfg, vocab, counts)
+
+
+def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[int]]]], cfg: BuildConfig,
+                           vocab: VocabInfo, counts: Optional[Dict[str, int]] = None) -> BucketResult:
+    """Builds the records of an already tokenized bucket (`tokenize_documents`' output).
+
+    Several configurations (e.g. seq 128 and seq 512) can be built from one tokenization; each gives
+    exactly what `build_bucket` gives for the same documents and configuration.
+    """
+    counts = counts if counts is not None else collections.Counter()
     inst_cfg = cfg.instance_config()
     mask_cfg = cfg.masking_config()
-    seq_len, max_pred = cfg.max_seq_length, cfg.max_predictions_per_seq
     n_docs = len(docs_tokens)
     continuation = vocab.continuation
 
@@ -164,6 +179,9 @@ def build_bucket(docs: Sequence[RawDocument], cfg: BuildConfig, vocab: VocabInfo
 
         for copy in range(cfg.dupe_factor):
             rng = keys.rng_for(cfg.random_seed, "instances", doc.key, copy)
+            # Masks draw from their own stream: instances never depend on how many draws masking made,
+            # so a dynamic-masking build holds exactly the static build's instances (a test checks it).
+            mask_rng = keys.rng_for(cfg.random_seed, "masking", doc.key, copy)
             order_base = keys.seed64(cfg.random_seed, "order", doc.key, copy)
             for index, pair in enumerate(create_instances(sentences, pick_random_document, inst_cfg, rng, stats)):
                 tokens = [vocab.cls_id] + pair.tokens_a + [vocab.sep_id]
@@ -176,7 +194,8 @@ def build_bucket(docs: Sequence[RawDocument], cfg: BuildConfig, vocab: VocabInfo
                     maskable[len_a - 1] = False
                     maskable[-1] = False
                     cont = continuation[tokens].tolist()
-                    result = masking_lib.mask_instance(tokens, maskable, cont, rng, mask_cfg, vocab.size, vocab.mask_id)
+                    result = masking_lib.mask_instance(tokens, maskable, cont, mask_rng, mask_cfg, vocab.size,
+                                                       vocab.mask_id)
                     rows_ids.append(result.input_ids)
                     rows_positions.append(result.positions)
                     rows_labels.append(result.labels)
@@ -189,6 +208,9 @@ def build_bucket(docs: Sequence[RawDocument], cfg: BuildConfig, vocab: VocabInfo
     counts["instances"] += len(rows_ids)
     counts["random_next_unavailable"] += stats.random_next_unavailable
     counts["chunks_dropped_no_pair"] += stats.chunks_dropped_no_pair
+    for name in ("sop_swapped", "sop_single_sentence_random", "sop_single_sentence_split", "truncated_tokens"):
+        if getattr(stats, name):
+            counts[name] += getattr(stats, name)
     features = _to_feature_arrays(rows_ids, rows_seg_a, rows_positions, rows_labels, rows_next, cfg, vocab)
     counts["masked_positions"] += int(sum(len(p) for p in rows_positions))
     counts["instance_tokens"] += int(sum(len(r) for r in rows_ids))
@@ -216,6 +238,11 @@ def _to_feature_arrays(rows_ids, rows_seg_a, rows_positions, rows_labels, rows_n
         input_mask[valid] = 1
         segment_ids[valid & (cols >= seg_a[:, None])] = 1
     features = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+    if cfg.masking == "dynamic" or cfg.pairing == "sop":
+        # Word starts and [CLS]/[SEP] of the unmasked tokens (a masked token hides its own kind).
+        original = input_ids if cfg.masking == "dynamic" else _unmasked_ids(input_ids, rows_positions, rows_labels)
+        special = ((original == vocab.cls_id) | (original == vocab.sep_id)) & (input_mask == 1)
+        starts = ~vocab.continuation[original] & (input_mask == 1)
     if cfg.masking == "static":
         positions = np.zeros((n, max_pred), np.int64)
         labels = np.zeros((n, max_pred), np.int64)
@@ -229,13 +256,20 @@ def _to_feature_arrays(rows_ids, rows_seg_a, rows_positions, rows_labels, rows_n
             weights[pvalid] = 1.0
         features.update(masked_lm_positions=positions, masked_lm_ids=labels, masked_lm_weights=weights)
     else:
-        word_starts = np.zeros((n, seq_len), np.int64)
-        if n:
-            starts = ~vocab.continuation[input_ids]
-            # [CLS]/[SEP] never start a masked unit.
-            special = (input_ids == vocab.cls_id) | (input_ids == vocab.sep_id)
-            word_starts = (starts & ~special & (input_mask == 1)).astype(np.int64)
-        features["word_starts"] = word_starts
+        # [CLS]/[SEP] never start a masked unit.
+        features["word_starts"] = (starts & ~special).astype(np.int64)
     if cfg.pairing != "none":
         features["next_sentence_labels"] = np.array(rows_next, dtype=np.int64).reshape(n, 1)
+    if cfg.pairing == "sop":
+        # ALBERT's token_boundary: 1 at [CLS]/[SEP] and at every piece that starts a word, 0 elsewhere.
+        features["token_boundary"] = (starts | special).astype(np.int64)
     return features
+
+
+def _unmasked_ids(input_ids: np.ndarray, rows_positions, rows_labels) -> np.ndarray:
+    """input_ids with the original token put back at every masked position."""
+    original = input_ids.copy()
+    for row, (positions, labels) in enumerate(zip(rows_positions, rows_labels)):
+        if positions:
+            original[row, positions] = labels
+    return original

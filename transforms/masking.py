@@ -3,7 +3,9 @@
 The pipeline calls it for static masking; `training/` calls the same functions for dynamic masking at load
 time, so both draw from one distribution. No Beam, no TensorFlow: numpy and `random` only.
 """
+import bisect
 import dataclasses
+import itertools
 import random
 from typing import List, Sequence, Tuple
 
@@ -85,41 +87,53 @@ def _mask_words(cands: List[List[int]], budget: int, output: List[int], rng: ran
     return chosen
 
 
-def _ngram_weights(max_n: int, favor_shorter: bool) -> np.ndarray:
+def ngram_probabilities(max_n: int, favor_shorter: bool) -> np.ndarray:
+    """P(n) for n = 1..max_n: ∝ 1/n (ALBERT's default), or reversed (∝ 1/(max_n + 1 - n))."""
     weights = 1.0 / np.arange(1, max_n + 1)
     if not favor_shorter:
         weights = weights[::-1]
-    return weights
+    return weights / weights.sum()
+
+
+def choose_ngram_spans(cands: List[List[int]], budget: int, rng: random.Random, max_n: int,
+                       favor_shorter: bool = True) -> List[Tuple[int, List[int]]]:
+    """google-research/albert's n-gram choice; returns (words in the span, token positions) per chosen span.
+
+    Every candidate word is a possible span start, visited in random order. At each start n is drawn
+    from 1..max_n with P(n) (over all max_n lengths, as ALBERT does: near the end of the sequence
+    the span is simply cut short by the slice), shortened one word at a time while it would overflow
+    the budget, skipped if even one word overflows or if it overlaps an earlier span.
+    """
+    cum = list(itertools.accumulate(ngram_probabilities(max_n, favor_shorter).tolist()))
+    starts = list(range(len(cands)))
+    rng.shuffle(starts)
+    covered = set()
+    spans: List[Tuple[int, List[int]]] = []
+    used = 0
+    for start in starts:
+        if used >= budget:
+            break
+        n = min(bisect.bisect_right(cum, rng.random() * cum[-1]) + 1, max_n)
+        span = [i for word in cands[start:start + n] for i in word]
+        while used + len(span) > budget and n > 1:
+            n -= 1
+            span = [i for word in cands[start:start + n] for i in word]
+        if used + len(span) > budget:
+            continue
+        if any(i in covered for i in span):
+            continue
+        covered.update(span)
+        used += len(span)
+        spans.append((len(cands[start:start + n]), span))
+    return spans
 
 
 def _mask_ngrams(cands: List[List[int]], budget: int, output: List[int], rng: random.Random,
                  cfg: MaskingConfig, vocab_size: int, mask_id: int) -> List[int]:
-    """google-research/albert: spans of n consecutive candidate words, P(n) ∝ 1/n, shorter on overflow."""
-    max_n = cfg.max_ngram_size
-    weights = _ngram_weights(max_n, cfg.favor_shorter_ngram)
-    starts = list(range(len(cands)))
-    rng.shuffle(starts)
-    covered = set()
+    """google-research/albert: spans of 1..N consecutive candidate words, P(n) ∝ 1/n, shorter on overflow."""
     chosen: List[int] = []
-    for start in starts:
-        if len(chosen) >= budget:
-            break
-        available = min(max_n, len(cands) - start)
-        # Draw n in 1..available with probabilities renormalised over the available lengths.
-        w = weights[:available]
-        u = rng.random() * float(w.sum())
-        n = int(np.searchsorted(np.cumsum(w), u, side="right")) + 1
-        n = min(n, available)
-        span = [i for word in cands[start:start + n] for i in word]
-        while len(chosen) + len(span) > budget and n > 1:
-            n -= 1
-            span = [i for word in cands[start:start + n] for i in word]
-        if len(chosen) + len(span) > budget:
-            continue
-        if any(i in covered for i in span):
-            continue
+    for _, span in choose_ngram_spans(cands, budget, rng, cfg.max_ngram_size, cfg.favor_shorter_ngram):
         for index in span:
-            covered.add(index)
             _replace(index, output, rng, cfg, vocab_size, mask_id)
             chosen.append(index)
     return chosen

@@ -1,0 +1,341 @@
+"""WordPiece tokenization with exactly google-research/bert's FullTokenizer ids, batched and fast.
+
+How it stays exact and fast:
+1. The BasicTokenizer normalisation (drop Cc/Cf/NUL/U+FFFD, whitespace to " ", spaces around CJK
+   ideographs, lower case, NFD + drop Mn) is done here on a whole batch at once: numpy look-ups in a
+   per-code-point flag table computed from this Python's `unicodedata` (the tables the reference uses)
+   plus C-level `str.lower()` and `unicodedata.normalize`. Applied to the whole text rather than per
+   whitespace token it gives the same string: none of these steps looks across a space (checked for
+   every code point in several contexts against the oracle, see tests/test_wordpiece.py).
+2. tensorflow-text's FastWordpieceTokenizer then splits the normalised lines on whitespace and punctuation
+   and runs greedy longest-match-first WordPiece (no normalisation of its own).
+3. A line goes instead to an exact pure-Python split + WordPiece when it holds a code point unassigned in
+   this Python's Unicode tables (tensorflow-text's newer tables call a few of them punctuation; the full
+   code-point scan, `bench/bench_tokenize.py --scan`, found no other disagreement after step 1) or a
+   space-free run longer than `max_input_chars_per_word` (tensorflow-text limits words by bytes, the
+   reference by characters).
+"""
+import functools
+import re
+import sys
+import unicodedata
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from vocab.vocab_file import Vocab, load_vocab
+
+# google-research/bert at eedf5716 (the commit the reference statistics came from): WordpieceTokenizer's
+# max_input_chars_per_word defaults to 200 and "control" means categories Cc and Cf only. Copies older
+# than that, and HF, use 100 and every C* category.
+REFERENCE_MAX_INPUT_CHARS_PER_WORD = 200
+
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+# Assigned characters on which tensorflow-text's end-to-end splitting does not match "split on whitespace
+# and on the reference's punctuation" after our normalisation. The full code-point scan
+# (bench/bench_tokenize.py --scan, tf-text 2.21.1, Python 3.11) found none: it differs only on 36 code
+# points unassigned in Python 3.11's Unicode 14 tables, and every unassigned (Cn) code point is already
+# routed to the exact path. Lines holding any of these take the exact path.
+_TF_TEXT_SPLIT_EXCEPTIONS: Tuple[int, ...] = ()
+
+
+def _is_punctuation_cp(cp: int, cat: str) -> bool:
+    return 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126 or cat[0] == "P"
+
+
+def _class_from_cps(cps: Sequence[int]) -> str:
+    """A regex character class body (ranges, escaped) for the given sorted code points."""
+    parts = []
+    i = 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        lo, hi = cps[i], cps[j]
+        parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
+        i = j + 1
+    return "".join(parts)
+
+
+# Bit flags of the per-code-point table.
+_REMOVE, _SPACE, _CJK, _MN, _UNSAFE = 1, 2, 4, 8, 16
+
+
+@functools.lru_cache(maxsize=None)
+def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
+    """A flag per code point from this interpreter's unicodedata, and the exact word-splitting regex."""
+    flags = np.zeros(sys.maxunicode + 1, np.uint8)
+    punct = []
+    for cp in range(sys.maxunicode + 1):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat in ("Cn", "Co"):  # most of the code space: neither removed, space, Mn nor punctuation
+            if cat == "Cn":
+                flags[cp] = _UNSAFE
+            continue
+        if cp in (0, 0xFFFD) or (cat in ("Cc", "Cf") and ch not in "\t\n\r"):
+            flags[cp] |= _REMOVE
+        elif (ch in "\t\r" or cat == "Zs" or ch.isspace()) and ch not in " \n":
+            # Zs/\t/\r become " " in _clean_text; other str.split() separators that survive cleaning
+            # (U+2028, U+2029) split words in whitespace_tokenize just the same. "\n" separates lines here.
+            flags[cp] |= _SPACE
+        if cat == "Mn":
+            flags[cp] |= _MN
+        if cat == "Cs" or cp in _TF_TEXT_SPLIT_EXCEPTIONS:
+            # Unassigned in this Python's Unicode tables: tensorflow-text (newer Unicode) may see some as
+            # punctuation; surrogates cannot go to TensorFlow as UTF-8.
+            flags[cp] |= _UNSAFE
+        if _is_punctuation_cp(cp, cat):
+            punct.append(cp)
+    for lo, hi in _CJK_RANGES:
+        flags[lo:hi + 1] |= _CJK
+    punct_class = _class_from_cps(punct)
+    # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
+    words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
+    return flags, words
+
+
+_ASCII_TABLE = bytes.maketrans(b"\t\r", b"  ")
+_ASCII_REMOVE = bytes(c for c in range(128) if (c < 32 or c == 127) and c not in (9, 10, 13))
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
+def _from_codepoints(cps: np.ndarray) -> str:
+    return cps.astype(np.uint32, copy=False).tobytes().decode("utf-32-le", "surrogatepass")
+
+
+_DELETE, _COMPLEX = -1, -2
+
+
+@functools.lru_cache(maxsize=None)
+def _case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
+    """Per code point: what lower() then NFD + drop Mn make of it on its own, when that is context-free.
+
+    Entries: the single resulting code point, _DELETE (nothing left), or _COMPLEX (use the str methods):
+    results longer than one character, U+03A3 (lower() picks σ or ς from the neighbours), and characters
+    whose NFD starts with a non-starter (canonical reordering can then cross into the previous character).
+    With no _COMPLEX character in a text, mapping each character gives exactly the whole-text result.
+    """
+    table = np.arange(sys.maxunicode + 1, dtype=np.int32)
+    flags, _ = _tables()
+    # Unassigned and private-use code points neither case-map nor decompose (CJK compatibility
+    # ideographs do decompose, so the CJK ranges stay in).
+    candidates = np.flatnonzero((flags & _UNSAFE) == 0)
+    for cp in candidates[candidates >= 128].tolist():
+        if 0xE000 <= cp <= 0xF8FF or cp >= 0xF0000:
+            continue
+        ch = chr(cp)
+        out = ch.lower() if do_lower_case else ch
+        if strip_accents:
+            out = unicodedata.normalize("NFD", out)
+            if unicodedata.combining(out[0]):
+                table[cp] = _COMPLEX
+                continue
+            out = "".join(c for c in out if not flags[ord(c)] & _MN)
+        if out == ch:
+            continue
+        if cp == 0x3A3 or len(out) > 1:
+            table[cp] = _COMPLEX
+        else:
+            table[cp] = ord(out) if out else _DELETE
+    if do_lower_case:
+        table[65:91] += 32
+    return table
+
+
+def normalize_text(text: str, do_lower_case: bool, strip_accents: bool) -> str:
+    """BasicTokenizer's cleaning, CJK spacing, lower case and accent stripping, on any text at once.
+
+    Line breaks ("\\n") are kept so a batch joined with "\\n" can be split back into its lines.
+    Per-character work runs as numpy table look-ups over the code points; the few characters whose
+    casing or decomposition depends on their neighbours send the batch through str.lower() and NFD.
+    """
+    if text.isascii():
+        # Bytes translate is far quicker than the table look-up for the common all-ASCII batch.
+        text = text.encode("ascii").translate(_ASCII_TABLE, _ASCII_REMOVE).decode("ascii")
+        return text.lower() if do_lower_case else text
+    flags, _ = _tables()
+    cps = _codepoints(text)
+    f = flags[cps]
+    if (f & (_REMOVE | _SPACE | _CJK)).any():
+        keep = (f & _REMOVE) == 0
+        cps, f = cps[keep], f[keep]
+        cps = np.where(f & _SPACE, np.uint32(32), cps)
+        cjk = (f & _CJK) != 0
+        if cjk.any():
+            counts = np.where(cjk, 3, 1)
+            out = np.repeat(cps, counts)
+            at = (np.cumsum(counts) - counts)[cjk]
+            out[at] = 32
+            out[at + 2] = 32
+            cps = out
+    if not (do_lower_case or strip_accents):
+        return _from_codepoints(cps)
+    mapped = _case_map(do_lower_case, strip_accents)[cps]
+    if not (mapped == _COMPLEX).any():
+        return _from_codepoints(mapped[mapped != _DELETE])
+    text = _from_codepoints(cps)
+    if do_lower_case:
+        text = text.lower()
+    if strip_accents and not text.isascii():
+        cps = _codepoints(unicodedata.normalize("NFD", text))
+        mn = (flags[cps] & _MN) != 0
+        text = _from_codepoints(cps[~mn]) if mn.any() else _from_codepoints(cps)
+    return text
+
+
+def basic_tokenize(text: str, do_lower_case: bool, strip_accents: bool) -> List[str]:
+    """The words google-research/bert's BasicTokenizer gives for `text` (exact; used for the slow path)."""
+    return _tables()[1].findall(normalize_text(text, do_lower_case, strip_accents).replace("\n", " "))
+
+
+def wordpiece_word(word: str, token_to_id: Dict[str, int], unk_id: int, max_chars: int) -> List[int]:
+    """Greedy longest-match-first WordPiece ids of one word; [UNK] alone when any part fails to match."""
+    if len(word) > max_chars:
+        return [unk_id]
+    ids = []
+    start = 0
+    while start < len(word):
+        end = len(word)
+        found = None
+        while start < end:
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            found = token_to_id.get(piece)
+            if found is not None:
+                break
+            end -= 1
+        if found is None:
+            return [unk_id]
+        ids.append(found)
+        start = end
+    return ids
+
+
+class WordPieceTokenizer:
+    """`tokenize_lines(lines) -> (flat int32 ids, int64 row_splits)` with google-research/bert's ids."""
+
+    def __init__(self, vocab_file: str, do_lower_case: bool, strip_accents: Optional[bool] = None,
+                 max_input_chars_per_word: int = REFERENCE_MAX_INPUT_CHARS_PER_WORD,
+                 use_tf_text: bool = True):
+        self.vocab: Vocab = load_vocab(vocab_file)
+        self.do_lower_case = bool(do_lower_case)
+        self.strip_accents = self.do_lower_case if strip_accents is None else bool(strip_accents)
+        self.max_input_chars_per_word = int(max_input_chars_per_word)
+        self._token_to_id = self.vocab.token_to_id
+        self._unk_id = self.vocab.unk_id
+        self._cache: Dict[str, List[int]] = {}
+        self._use_tf_text = use_tf_text
+        self._tf = None
+        self._tf_tokenizer = None  # built on first use: importing TensorFlow takes seconds
+        self.num_exact_lines = 0  # lines that took the pure-Python path (for tests and benchmarks)
+
+    # --- exact path ------------------------------------------------------------------------------------
+    def _exact_ids(self, normalized_line: str) -> List[int]:
+        out: List[int] = []
+        cache = self._cache
+        for word in _tables()[1].findall(normalized_line):
+            ids = cache.get(word)
+            if ids is None:
+                ids = wordpiece_word(word, self._token_to_id, self._unk_id, self.max_input_chars_per_word)
+                if len(cache) < 1_000_000:
+                    cache[word] = ids
+            out.extend(ids)
+        return out
+
+    def _normalize_lines(self, lines: Sequence[str]) -> Tuple[str, List[str]]:
+        joined = "\n".join(lines)
+        if joined.count("\n") != len(lines) - 1:  # "\n" inside a line is whitespace to the reference
+            joined = "\n".join(x.replace("\n", " ") for x in lines)
+        big = normalize_text(joined, self.do_lower_case, self.strip_accents)
+        return big, big.split("\n")
+
+    def tokenize_exact(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """The pure-Python path for every line (slow; the fast path must equal it)."""
+        _, normalized = self._normalize_lines(lines)
+        return _pack([self._exact_ids(x) for x in normalized])
+
+    # --- fast path -------------------------------------------------------------------------------------
+    def _build_tf(self) -> None:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        import tensorflow_text as tf_text  # pylint: disable=import-outside-toplevel
+        self._tf = tf
+        # No normalisation in tensorflow-text (done above); it splits on whitespace and punctuation and
+        # runs WordPiece. Words over the character limit go to the exact path, so the byte limit only has
+        # to let every word of at most max_input_chars_per_word characters (4 bytes each at most) through.
+        self._tf_tokenizer = tf_text.FastWordpieceTokenizer(
+            vocab=list(self.vocab.tokens), suffix_indicator="##",
+            max_bytes_per_word=4 * self.max_input_chars_per_word, token_out_type=tf.int32,
+            unknown_token=self.vocab.tokens[self._unk_id], no_pretokenization=False)
+
+    def tokenize_lines(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Token ids of many lines: flat int32 ids and int64 row_splits of length len(lines) + 1."""
+        if not self._use_tf_text:
+            return self.tokenize_exact(lines)
+        if len(lines) == 0:
+            return np.zeros(0, np.int32), np.zeros(1, np.int64)
+        if self._tf_tokenizer is None:
+            self._build_tf()
+        big, normalized = self._normalize_lines(lines)
+        slow = self._slow_lines(big)
+        fast_input = normalized
+        if slow:
+            self.num_exact_lines += len(slow)
+            fast_input = list(normalized)
+            for i in slow:
+                fast_input[i] = ""
+        ragged = self._tf_tokenizer.tokenize(self._tf.constant(fast_input))
+        ids = ragged.flat_values.numpy().astype(np.int32, copy=False)
+        splits = ragged.row_splits.numpy().astype(np.int64, copy=False)
+        if not slow:
+            return ids, splits
+        return _splice(ids, splits, {i: self._exact_ids(normalized[i]) for i in slow})
+
+    def _slow_lines(self, big: str) -> List[int]:
+        """Indices of lines the fast path could get wrong: unsafe characters, or over-long runs."""
+        if big.isascii():
+            cps = np.frombuffer(big.encode("ascii"), np.uint8)
+            unsafe = np.zeros(0, np.int64)
+        else:
+            cps = _codepoints(big)
+            unsafe = np.flatnonzero(_tables()[0][cps] & _UNSAFE)
+        newlines = np.flatnonzero(cps == 10)
+        # Words never span a space or a line break, so the longest such run bounds the longest word.
+        bounds = np.concatenate(([-1], np.flatnonzero((cps == 32) | (cps == 10)), [len(cps)]))
+        long_runs = bounds[:-1][np.diff(bounds) - 1 > self.max_input_chars_per_word] + 1
+        positions = np.concatenate((unsafe, long_runs))
+        if len(positions) == 0:
+            return []
+        return np.unique(np.searchsorted(newlines, positions, side="right")).tolist()
+
+    def word_starts(self, ids: np.ndarray) -> np.ndarray:
+        """True where a token may start a whole word (it does not begin with "##")."""
+        return ~self.vocab.continuation_mask()[np.asarray(ids)]
+
+
+def _pack(per_line: List[List[int]]) -> Tuple[np.ndarray, np.ndarray]:
+    splits = np.zeros(len(per_line) + 1, np.int64)
+    np.cumsum([len(x) for x in per_line], out=splits[1:])
+    flat = np.fromiter((t for x in per_line for t in x), dtype=np.int32, count=int(splits[-1]))
+    return flat, splits
+
+
+def _splice(ids: np.ndarray, splits: np.ndarray, replace: Dict[int, List[int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Puts `replace[i]` in place of line i's (empty) fast-path tokens."""
+    lengths = np.diff(splits)
+    for i, r in replace.items():
+        lengths[i] = len(r)
+    new_splits = np.zeros_like(splits)
+    np.cumsum(lengths, out=new_splits[1:])
+    out = np.empty(int(new_splits[-1]), np.int32)
+    fast = np.ones(len(out), bool)
+    for i, r in replace.items():
+        a, b = int(new_splits[i]), int(new_splits[i + 1])
+        fast[a:b] = False
+        out[a:b] = r
+    out[fast] = ids
+    return out, new_splits
