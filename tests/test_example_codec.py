@@ -65,3 +65,14 @@ def test_parses_with_run_pretraining_feature_spec():
 def test_rejects_negative_ids():
     with pytest.raises(ValueError):
         example_codec.encode_examples({"input_ids": np.array([[-1, 2]])})
+
+
+def test_bytes_feature_equals_tensorflow():
+    import tensorflow as tf
+    batch = {"document_id": np.array([[b"doc-1"], ["é".encode()], [b""]], dtype=object),
+             "input_ids": np.array([[1], [2], [3]])}
+    for row, record in enumerate(example_codec.encode_examples(batch)):
+        want = tf.train.Example(features=tf.train.Features(feature={
+            "document_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[batch["document_id"][row, 0]])),
+            "input_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[row + 1]))}))
+        assert record == want.SerializeToString(deterministic=True)

@@ -86,9 +86,16 @@ class _BuildRunsFn(beam.DoFn):
         docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats, plan.max_line_bytes)
         docs = self._prepare_documents(docs, read_counts)
         for bucket in corpus_reader.iter_buckets(docs, plan.bucket_docs, plan.bucket_bytes):
-            tokenize = _tokenize_once(self._tokenizer.tokenize_lines)
+            # Tokenize once; every plan (sequence length) builds from the same tokens.
+            token_counts: Dict[str, int] = collections.Counter()
+            docs_tokens = bucket_builder.tokenize_documents(bucket, self._tokenizer.tokenize_lines,
+                                                            self._vocab.unk_id, token_counts)
+            self._buckets.inc()
+            self._docs_read.inc(token_counts.get("documents_read", 0))
+            self._docs_used.inc(token_counts.get("documents_used", 0))
+            self._docs_dropped.inc(sum(v for k, v in token_counts.items() if k.startswith("documents_dropped.")))
             for index in range(len(self._plans)):
-                yield self._write_run(index, bucket, tokenize)
+                yield self._write_run(index, bucket[0].key, docs_tokens, collections.Counter(token_counts))
         # Reader counters (and drops made while parsing) are complete once the documents are consumed.
         tail: Dict[str, int] = collections.Counter(read_counts)
         tail.update(stats.as_counts())  # lines, encoding fixes, documents the reader dropped, damaged files
@@ -119,35 +126,17 @@ class _BuildRunsFn(beam.DoFn):
             doc.lines = input_formats.sentences_for_document(paragraphs, self._segmenter)
             yield doc
 
-    def _write_run(self, index: int, bucket: List[corpus_reader.RawDocument], tokenize) -> Dict[str, Any]:
+    def _write_run(self, index: int, bucket_key: str, docs_tokens, counts: Dict[str, int]) -> Dict[str, Any]:
         plan = self._plans[index]
-        result = bucket_builder.build_bucket(bucket, plan.cfg, self._vocab, tokenize, collections.Counter())
-        if index == 0:  # progress counters count each document once, however many plans
-            self._buckets.inc()
-            self._docs_read.inc(result.counts.get("documents_read", 0))
-            self._docs_used.inc(result.counts.get("documents_used", 0))
-            self._docs_dropped.inc(sum(v for k, v in result.counts.items() if k.startswith("documents_dropped.")))
+        result = bucket_builder.build_tokenized_bucket(docs_tokens, plan.cfg, self._vocab, counts)
         self._instances.inc(len(result.records))
         if not result.records:
             return {"plan": index, "run": None, "segments": {}, "counts": result.counts}
         data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
         # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
-        run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket[0].key):016x}.bin")
+        run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket_key):016x}.bin")
         fileio.write_atomic(run_path, data)
         return {"plan": index, "run": run_path, "segments": shard_index, "counts": result.counts}
-
-
-def _tokenize_once(tokenize):
-    """Memoises the bucket's single tokenize call so every plan reuses its result."""
-    cache = {}
-
-    def cached(lines):
-        key = len(lines)
-        if key not in cache:
-            cache.clear()
-            cache[key] = tokenize(lines)
-        return cache[key]
-    return cached
 
 
 def _segments_by_shard(run: Dict[str, Any]) -> Iterable[Tuple[int, Tuple[str, int, int, int]]]:

@@ -7,6 +7,7 @@ the bucket), mask, encode as tf.train.Example bytes, and give every record a 64-
 """
 import collections
 import dataclasses
+import itertools
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -36,6 +37,7 @@ class BuildConfig:
     masking: str = "static"  # "static" or "dynamic" (mask at load time)
     num_shards: int = 1
     sop_single_sentence: str = "random_document"  # see instances.create_sop_instances
+    write_document_ids: bool = False  # add a `document_id` bytes feature (jsonl --id_field, or the key)
 
     def instance_config(self) -> InstanceConfig:
         return InstanceConfig(self.max_seq_length, self.short_seq_prob, self.pairing, self.sop_single_sentence)
@@ -89,6 +91,8 @@ def feature_names(cfg: BuildConfig) -> List[str]:
     if cfg.pairing == "sop":
         # google-research/albert writes it (run_pretraining.py parses it with --masked_lm_budget).
         names.append("token_boundary")
+    if cfg.write_document_ids:
+        names.append("document_id")  # ignored by run_pretraining.py's parser (not in its spec)
     return names
 
 
@@ -98,9 +102,9 @@ def feature_spec(cfg: BuildConfig) -> Dict[str, Dict[str, object]]:
                "segment_ids": cfg.max_seq_length, "word_starts": cfg.max_seq_length,
                "token_boundary": cfg.max_seq_length,
                "masked_lm_positions": cfg.max_predictions_per_seq, "masked_lm_ids": cfg.max_predictions_per_seq,
-               "masked_lm_weights": cfg.max_predictions_per_seq, "next_sentence_labels": 1}
-    return {name: {"dtype": "float" if name == "masked_lm_weights" else "int64", "length": lengths[name]}
-            for name in feature_names(cfg)}
+               "masked_lm_weights": cfg.max_predictions_per_seq, "next_sentence_labels": 1, "document_id": 1}
+    dtypes = {"masked_lm_weights": "float", "document_id": "bytes"}
+    return {name: {"dtype": dtypes.get(name, "int64"), "length": lengths[name]} for name in feature_names(cfg)}
 
 
 def tokenize_documents(docs: Sequence[RawDocument], tokenize: Tokenizer, unk_id: int,
@@ -126,12 +130,15 @@ def tokenize_documents(docs: Sequence[RawDocument], tokenize: Tokenizer, unk_id:
             else:
                 counts["sentences_empty_after_tokenization"] += 1
         counts["documents_read"] += 1
+        counts["sentences_read"] += len(doc.lines)
+        counts["tokens_read"] += n_tok
         if not sentences:
             counts["documents_dropped.no_tokens"] += 1
             continue
         if n_unk == n_tok:
             counts["documents_dropped.all_unknown"] += 1
-            counts["tokens_dropped_all_unknown"] += n_tok
+            counts["tokens_dropped.all_unknown"] += n_tok
+            counts["sentences_dropped.all_unknown"] += len(sentences)
             continue
         counts["documents_used"] += 1
         counts["sentences_used"] += len(sentences)
@@ -154,20 +161,22 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     """Builds the records of an already tokenized bucket (`tokenize_documents`' output).
 
     Several configurations (e.g. seq 128 and seq 512) can be built from one tokenization; each gives
-    exactly what `build_bucket` gives for the same documents and configuration.
+    exactly what `build_bucket` gives for the same documents and configuration. Instance creation is
+    sequential Python (the reference's algorithm); masking, padding, keys and encoding are vectorised
+    over the whole bucket.
     """
     counts = counts if counts is not None else collections.Counter()
     inst_cfg = cfg.instance_config()
-    mask_cfg = cfg.masking_config()
     n_docs = len(docs_tokens)
-    continuation = vocab.continuation
+    cls_id, sep_id = vocab.cls_id, vocab.sep_id
 
     rows_ids: List[List[int]] = []
     rows_seg_a: List[int] = []
-    rows_positions: List[List[int]] = []
-    rows_labels: List[List[int]] = []
     rows_next: List[int] = []
-    rows_keys: List[int] = []
+    rows_doc: List[int] = []
+    group_sizes: List[int] = []  # instances per (document, copy)
+    order_bases: List[int] = []
+    mask_bases: List[int] = []
     stats = DocumentStats()
     for doc_index, (doc, sentences) in enumerate(docs_tokens):
 
@@ -179,97 +188,114 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
 
         for copy in range(cfg.dupe_factor):
             rng = keys.rng_for(cfg.random_seed, "instances", doc.key, copy)
-            # Masks draw from their own stream: instances never depend on how many draws masking made,
-            # so a dynamic-masking build holds exactly the static build's instances (a test checks it).
-            mask_rng = keys.rng_for(cfg.random_seed, "masking", doc.key, copy)
-            order_base = keys.seed64(cfg.random_seed, "order", doc.key, copy)
-            for index, pair in enumerate(create_instances(sentences, pick_random_document, inst_cfg, rng, stats)):
-                tokens = [vocab.cls_id] + pair.tokens_a + [vocab.sep_id]
-                len_a = len(tokens)
+            pairs = create_instances(sentences, pick_random_document, inst_cfg, rng, stats)
+            for pair in pairs:
+                tokens = [cls_id] + pair.tokens_a + [sep_id]
+                rows_seg_a.append(len(tokens))
                 if pair.tokens_b:
-                    tokens += pair.tokens_b + [vocab.sep_id]
-                if cfg.masking == "static":
-                    maskable = [True] * len(tokens)
-                    maskable[0] = False
-                    maskable[len_a - 1] = False
-                    maskable[-1] = False
-                    cont = continuation[tokens].tolist()
-                    result = masking_lib.mask_instance(tokens, maskable, cont, mask_rng, mask_cfg, vocab.size,
-                                                       vocab.mask_id)
-                    rows_ids.append(result.input_ids)
-                    rows_positions.append(result.positions)
-                    rows_labels.append(result.labels)
-                else:
-                    rows_ids.append(tokens)
-                rows_seg_a.append(len_a)
+                    tokens += pair.tokens_b
+                    tokens.append(sep_id)
+                rows_ids.append(tokens)
                 rows_next.append(1 if pair.is_random_next else 0)
-                rows_keys.append(keys.splitmix64(order_base + index))
+            if pairs:
+                group_sizes.append(len(pairs))
+                rows_doc.extend([doc_index] * len(pairs))
+                # Order and masks draw from their own keyed streams: instances never depend on masking,
+                # so a dynamic-masking build holds exactly the static build's instances.
+                order_bases.append(keys.seed64(cfg.random_seed, "order", doc.key, copy))
+                mask_bases.append(keys.seed64(cfg.random_seed, "masking", doc.key, copy))
 
-    counts["instances"] += len(rows_ids)
+    n = len(rows_ids)
+    counts["instances"] += n
     counts["random_next_unavailable"] += stats.random_next_unavailable
     counts["chunks_dropped_no_pair"] += stats.chunks_dropped_no_pair
     for name in ("sop_swapped", "sop_single_sentence_random", "sop_single_sentence_split", "truncated_tokens"):
         if getattr(stats, name):
             counts[name] += getattr(stats, name)
-    features = _to_feature_arrays(rows_ids, rows_seg_a, rows_positions, rows_labels, rows_next, cfg, vocab)
-    counts["masked_positions"] += int(sum(len(p) for p in rows_positions))
-    counts["instance_tokens"] += int(sum(len(r) for r in rows_ids))
+    order_keys = _row_keys(order_bases, group_sizes)
+    mask_seeds = _row_keys(mask_bases, group_sizes, mix=False)
+    doc_ids = None
+    if cfg.write_document_ids:
+        doc_ids = [(docs_tokens[d][0].doc_id or docs_tokens[d][0].key) for d in rows_doc]
+    features = _feature_arrays(rows_ids, rows_seg_a, rows_next, mask_seeds, doc_ids, cfg, vocab)
+    if "masked_lm_weights" in features:
+        counts["masked_positions"] += int(features["masked_lm_weights"].sum())
+    counts["instance_tokens"] += int(features["input_mask"].sum())
     records = example_codec.encode_examples(features)
-    key_arr = np.array(rows_keys, dtype=np.uint64)
-    shard_arr = np.array([keys.shard_of(k, cfg.num_shards) for k in rows_keys], dtype=np.int64)
-    order = np.lexsort((key_arr, shard_arr)) if len(rows_keys) else np.zeros(0, np.int64)
-    return BucketResult(shard_ids=shard_arr[order], keys=key_arr[order],
+    shard_arr = keys.shard_array(order_keys, cfg.num_shards)
+    order = np.lexsort((order_keys, shard_arr)) if n else np.zeros(0, np.int64)
+    return BucketResult(shard_ids=shard_arr[order], keys=order_keys[order],
                         records=[records[i] for i in order.tolist()], counts=dict(counts))
 
 
-def _to_feature_arrays(rows_ids, rows_seg_a, rows_positions, rows_labels, rows_next,
-                       cfg: BuildConfig, vocab: VocabInfo) -> Dict[str, np.ndarray]:
+def _row_keys(bases: List[int], sizes: List[int], mix: bool = True) -> np.ndarray:
+    """Per-instance uint64 keys: base of its (document, copy) plus its index there, mixed for sort keys."""
+    if not sizes:
+        return np.zeros(0, np.uint64)
+    sizes_arr = np.array(sizes, dtype=np.int64)
+    within = np.arange(int(sizes_arr.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes_arr) - sizes_arr, sizes_arr)
+    raw = np.repeat(np.array(bases, dtype=np.uint64), sizes_arr) + within.astype(np.uint64)
+    return keys.splitmix64_array(raw) if mix else raw
+
+
+def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next: List[int], mask_seeds: np.ndarray,
+                    doc_ids: Optional[List[str]], cfg: BuildConfig, vocab: VocabInfo) -> Dict[str, np.ndarray]:
     n, seq_len, max_pred = len(rows_ids), cfg.max_seq_length, cfg.max_predictions_per_seq
     input_ids = np.zeros((n, seq_len), np.int64)
-    input_mask = np.zeros((n, seq_len), np.int64)
-    segment_ids = np.zeros((n, seq_len), np.int64)
-    lengths = np.fromiter((len(r) for r in rows_ids), dtype=np.int64, count=n)
-    seg_a = np.array(rows_seg_a, dtype=np.int64)
+    lengths = np.fromiter(map(len, rows_ids), dtype=np.int64, count=n)
+    seg_a = np.array(rows_seg_a, dtype=np.int64).reshape(n)
     cols = np.arange(seq_len)[None, :]
+    valid = cols < lengths[:, None]
     if n:
-        flat = np.fromiter((t for r in rows_ids for t in r), dtype=np.int64, count=int(lengths.sum()))
-        valid = cols < lengths[:, None]
-        input_ids[valid] = flat
-        input_mask[valid] = 1
-        segment_ids[valid & (cols >= seg_a[:, None])] = 1
+        input_ids[valid] = np.fromiter(itertools.chain.from_iterable(rows_ids), dtype=np.int64,
+                                       count=int(lengths.sum()))
+    input_mask = valid.astype(np.int64)
+    segment_ids = (valid & (cols >= seg_a[:, None])).astype(np.int64)
+    # [CLS] at 0, [SEP] closing segment A and (with a pair) the sequence: never masked.
+    special = valid & ((cols == 0) | (cols == seg_a[:, None] - 1) | (cols == lengths[:, None] - 1))
+    starts = valid & ~vocab.continuation[input_ids]
     features = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
-    if cfg.masking == "dynamic" or cfg.pairing == "sop":
-        # Word starts and [CLS]/[SEP] of the unmasked tokens (a masked token hides its own kind).
-        original = input_ids if cfg.masking == "dynamic" else _unmasked_ids(input_ids, rows_positions, rows_labels)
-        special = ((original == vocab.cls_id) | (original == vocab.sep_id)) & (input_mask == 1)
-        starts = ~vocab.continuation[original] & (input_mask == 1)
     if cfg.masking == "static":
-        positions = np.zeros((n, max_pred), np.int64)
-        labels = np.zeros((n, max_pred), np.int64)
-        weights = np.zeros((n, max_pred), np.float32)
-        if n:
-            counts = np.fromiter((len(p) for p in rows_positions), dtype=np.int64, count=n)
-            pcols = np.arange(max_pred)[None, :]
-            pvalid = pcols < counts[:, None]
-            positions[pvalid] = np.fromiter((p for r in rows_positions for p in r), np.int64, int(counts.sum()))
-            labels[pvalid] = np.fromiter((p for r in rows_labels for p in r), np.int64, int(counts.sum()))
-            weights[pvalid] = 1.0
-        features.update(masked_lm_positions=positions, masked_lm_ids=labels, masked_lm_weights=weights)
+        mask_cfg = cfg.masking_config()
+        maskable = valid & ~special
+        if cfg.max_ngram_size == 1:
+            masked, positions, labels, weights = masking_lib.mask_rows(
+                input_ids, lengths, maskable, maskable & ~starts, mask_seeds, mask_cfg, vocab.size, vocab.mask_id)
+        else:
+            masked, positions, labels, weights = _mask_rows_python(input_ids, lengths, maskable, starts,
+                                                                   mask_seeds, mask_cfg, vocab)
+        features.update(input_ids=masked, masked_lm_positions=positions, masked_lm_ids=labels,
+                        masked_lm_weights=weights)
     else:
-        # [CLS]/[SEP] never start a masked unit.
         features["word_starts"] = (starts & ~special).astype(np.int64)
     if cfg.pairing != "none":
         features["next_sentence_labels"] = np.array(rows_next, dtype=np.int64).reshape(n, 1)
     if cfg.pairing == "sop":
         # ALBERT's token_boundary: 1 at [CLS]/[SEP] and at every piece that starts a word, 0 elsewhere.
         features["token_boundary"] = (starts | special).astype(np.int64)
+    if doc_ids is not None:
+        features["document_id"] = np.array([[d.encode("utf-8")] for d in doc_ids], dtype=object).reshape(n, 1)
     return features
 
 
-def _unmasked_ids(input_ids: np.ndarray, rows_positions, rows_labels) -> np.ndarray:
-    """input_ids with the original token put back at every masked position."""
-    original = input_ids.copy()
-    for row, (positions, labels) in enumerate(zip(rows_positions, rows_labels)):
-        if positions:
-            original[row, positions] = labels
-    return original
+def _mask_rows_python(input_ids, lengths, maskable, starts, mask_seeds, mask_cfg, vocab: VocabInfo):
+    """ALBERT n-gram masking, one row at a time (mask_instance), each row from its own seed."""
+    n = input_ids.shape[0]
+    p = mask_cfg.max_predictions_per_seq
+    out = input_ids.copy()
+    positions = np.zeros((n, p), np.int64)
+    labels = np.zeros((n, p), np.int64)
+    weights = np.zeros((n, p), np.float32)
+    for row in range(n):
+        length = int(lengths[row])
+        ids = input_ids[row, :length].tolist()
+        ok = maskable[row, :length].tolist()
+        cont = (maskable[row, :length] & ~starts[row, :length]).tolist()
+        result = masking_lib.mask_instance(ids, ok, cont, random.Random(int(mask_seeds[row])), mask_cfg,
+                                           vocab.size, vocab.mask_id)
+        out[row, :length] = result.input_ids
+        k = len(result.positions)
+        positions[row, :k] = result.positions
+        labels[row, :k] = result.labels
+        weights[row, :k] = 1.0
+    return out, positions, labels, weights

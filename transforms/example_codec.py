@@ -76,8 +76,18 @@ def _float_feature(payload: bytes) -> bytes:
     return b"\x12" + _varint(len(inner)) + inner
 
 
+def _bytes_feature(payload: bytes) -> bytes:
+    # Feature{bytes_list(1): BytesList{value(1) repeated bytes}}; payload is the BytesList body.
+    return b"\x0a" + _varint(len(payload)) + payload
+
+
+def _bytes_rows(arr: np.ndarray) -> List[bytes]:
+    return [b"".join(b"\x0a" + _varint(len(v)) + v for v in row) for row in arr]
+
+
 def encode_examples(features: Mapping[str, np.ndarray]) -> List[bytes]:
-    """Serialises a batch: features maps name -> [N, len] int64 or float32 array; returns N records."""
+    """Serialises a batch: features maps name -> [N, len] int64, float32 or object (bytes) array;
+    returns N records."""
     names = sorted(features)
     if not names:
         return []
@@ -88,7 +98,10 @@ def encode_examples(features: Mapping[str, np.ndarray]) -> List[bytes]:
         if arr.ndim != 2 or arr.shape[0] != n:
             raise ValueError(f"feature {name!r}: expected shape [{n}, length], got {arr.shape}")
         prefix = _key_prefix(name)
-        if np.issubdtype(arr.dtype, np.floating):
+        if arr.dtype == object:
+            payloads = _bytes_rows(arr)
+            build = _bytes_feature
+        elif np.issubdtype(arr.dtype, np.floating):
             f32 = np.ascontiguousarray(arr, dtype="<f4")
             payloads = [f32[r].tobytes() for r in range(n)]
             build = _float_feature

@@ -3,6 +3,8 @@ import hashlib
 import random
 from typing import Union
 
+import numpy as np
+
 Part = Union[str, int, bytes]
 _MASK64 = (1 << 64) - 1
 
@@ -39,5 +41,20 @@ def splitmix64(x: int) -> int:
 
 
 def shard_of(key: int, num_shards: int) -> int:
-    """Shard index for a 64-bit key: uses the high bits so shards are contiguous key ranges."""
-    return (key * num_shards) >> 64
+    """Shard index for a 64-bit key: from the high 32 bits, so shards are contiguous key ranges."""
+    return ((key >> 32) * num_shards) >> 32
+
+
+def splitmix64_array(x: np.ndarray) -> np.ndarray:
+    """`splitmix64` over a uint64 array (wrapping arithmetic), element for element the same values."""
+    x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def shard_array(keys: np.ndarray, num_shards: int) -> np.ndarray:
+    """`shard_of` over a uint64 array."""
+    if num_shards >= 1 << 32:
+        raise ValueError("num_shards must be below 2**32")
+    return (((keys >> np.uint64(32)) * np.uint64(num_shards)) >> np.uint64(32)).astype(np.int64)

@@ -157,6 +157,97 @@ def mask_instance(input_ids: Sequence[int], maskable: Sequence[bool], continues_
     return MaskedInstance(input_ids=output, positions=chosen, labels=[int(input_ids[i]) for i in chosen])
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 over a uint64 array (wrapping arithmetic): a counter-based random generator."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def _uniform(row_seeds: np.ndarray, stream: int, counter: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) draws keyed by (row seed, stream, counter): independent of batch composition."""
+    base = _splitmix(row_seeds.astype(np.uint64) ^ np.uint64(stream * 0x100000001B3))
+    return (_splitmix(base + counter.astype(np.uint64)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, continues_word: np.ndarray,
+              row_seeds: np.ndarray,
+              cfg: MaskingConfig, vocab_size: int, mask_id: int
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BERT masking of many sequences at once, vectorised over rows (the pipeline's static path).
+
+    The same algorithm as `mask_instance` with `max_ngram_size == 1`: candidate units (words with
+    do_whole_word_mask, else tokens) in a random order, taken greedily while they fit the budget
+    min(max_predictions, max(1, round(len * masked_lm_prob))), each chosen token replaced 80/10/10.
+    Random numbers come from a counter-based generator keyed by each row's seed, so a row's masks
+    depend only on its seed, never on which rows share the batch.
+
+    input_ids [N, L] (padded), lengths [N] (tokens before padding), maskable [N, L] (False at [CLS]/[SEP]/padding), continues_word [N, L],
+    row_seeds [N] uint64. Returns (masked ids [N, L], positions [N, P], labels [N, P], weights [N, P]).
+    """
+    n, length = input_ids.shape
+    p = cfg.max_predictions_per_seq
+    positions = np.zeros((n, p), np.int64)
+    labels = np.zeros((n, p), np.int64)
+    weights = np.zeros((n, p), np.float32)
+    out = input_ids.copy()
+    if n == 0:
+        return out, positions, labels, weights
+    maskable = maskable.astype(bool)
+    seq_len = np.asarray(lengths, dtype=np.int64)
+    budget = np.minimum(p, np.maximum(1, np.round(seq_len * cfg.masked_lm_prob).astype(np.int64)))
+    # Candidate units: a maskable token starts a unit unless it continues a word and some earlier
+    # token of the row was a candidate (the reference appends it to the last candidate then).
+    seen_before = (np.cumsum(maskable, axis=1) - maskable) > 0
+    joins = continues_word.astype(bool) & seen_before if cfg.do_whole_word_mask else np.zeros_like(maskable)
+    starts = maskable & ~joins
+    unit = np.cumsum(starts, axis=1) - 1
+    n_units = starts.sum(axis=1)
+    u_max = int(n_units.max()) if n else 0
+    if u_max == 0:
+        return out, positions, labels, weights
+    flat_unit = (np.arange(n)[:, None] * u_max + np.clip(unit, 0, None))[maskable]
+    unit_len = np.bincount(flat_unit, minlength=n * u_max).reshape(n, u_max)
+    valid_unit = np.arange(u_max)[None, :] < n_units[:, None]
+    order_keys = _uniform(row_seeds[:, None], 0, np.arange(u_max, dtype=np.uint64)[None, :])
+    order_keys[~valid_unit] = 2.0
+    order = np.argsort(order_keys, axis=1, kind="stable")
+    lens = np.take_along_axis(unit_len, order, axis=1)
+    valid = np.take_along_axis(valid_unit, order, axis=1)
+    taken = np.zeros((n, u_max), bool)
+    count = np.zeros(n, np.int64)
+    for r in range(u_max):
+        fit = valid[:, r] & (count + lens[:, r] <= budget)
+        count += np.where(fit, lens[:, r], 0)
+        taken[:, r] = fit
+        if r % 16 == 15 and not (valid[:, r + 1:].any(axis=1) & (count < budget)).any():
+            break
+    chosen_unit = np.zeros((n, u_max), bool)
+    np.put_along_axis(chosen_unit, order, taken, axis=1)
+    chosen = maskable & np.take_along_axis(chosen_unit, np.clip(unit, 0, None), axis=1)
+    rows, cols = np.nonzero(chosen)  # row-major: positions ascending within each row
+    u1 = _uniform(row_seeds[rows], 1, cols)
+    u2 = _uniform(row_seeds[rows], 2, cols)
+    rand_ids = np.minimum((_uniform(row_seeds[rows], 3, cols) * vocab_size).astype(np.int64), vocab_size - 1)
+    keep_share = 1.0 - cfg.mask_prob - cfg.random_prob
+    keep_given_not_mask = keep_share / (1.0 - cfg.mask_prob) if cfg.mask_prob < 1.0 else 0.0
+    originals = input_ids[rows, cols]
+    replaced = np.where(u1 < cfg.mask_prob, mask_id, np.where(u2 < keep_given_not_mask, originals, rand_ids))
+    out[rows, cols] = replaced
+    per_row = np.bincount(rows, minlength=n)
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    positions[rows, rank] = cols
+    labels[rows, rank] = originals
+    weights[rows, rank] = 1.0
+    return out, positions, labels, weights
+
+
 def mask_batch(input_ids: np.ndarray, input_mask: np.ndarray, special: np.ndarray, word_starts: np.ndarray,
                seeds: Sequence[int], cfg: MaskingConfig, vocab_size: int, mask_id: int
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -166,6 +257,10 @@ def mask_batch(input_ids: np.ndarray, input_mask: np.ndarray, special: np.ndarra
     that may start a masked unit. seeds: one per row (derive from (seed, example index, epoch)).
     Returns (masked input_ids [B, L], positions [B, P], labels [B, P], weights [B, P] float32).
     """
+    if cfg.max_ngram_size == 1:
+        maskable = input_mask.astype(bool) & ~special.astype(bool)
+        return mask_rows(input_ids, input_mask.sum(axis=1), maskable, maskable & ~word_starts.astype(bool),
+                         np.asarray(seeds, dtype=np.uint64), cfg, vocab_size, mask_id)
     batch, _ = input_ids.shape
     p = cfg.max_predictions_per_seq
     out_ids = input_ids.copy()

@@ -84,8 +84,8 @@ def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
         if cat == "Mn":
             flags[cp] |= _MN
         if cat == "Cs" or cp in _TF_TEXT_SPLIT_EXCEPTIONS:
-            # Unassigned in this Python's Unicode tables: tensorflow-text (newer Unicode) may see some as
-            # punctuation; surrogates cannot go to TensorFlow as UTF-8.
+            # Surrogates cannot go to TensorFlow as UTF-8 (unassigned code points are flagged above:
+            # tensorflow-text's newer Unicode tables call some of them punctuation).
             flags[cp] |= _UNSAFE
         if _is_punctuation_cp(cp, cat):
             punct.append(cp)
