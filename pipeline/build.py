@@ -12,7 +12,8 @@ from pipeline import flags as flaglib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start-up chatter
 
-BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents")
+BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents",
+              "write_document_ids")
 # Rough TFRecord bytes per input byte per dupe copy (measured: ~1.9 on English books at seq 128),
 # used only to pick a shard count when --num_shards is not given.
 OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Pair task: BERT next-sentence (nsp), ALBERT sentence-order (sop), or none (MLM only).")
     p.add_argument("--max_ngram_size", type=int, default=1, help="ALBERT n-gram masking: spans of 1..N words.")
     flaglib.add_bool(p, "favor_shorter_ngram", True, "n-gram length probability ∝ 1/n.")
+    p.add_argument("--sop_single_sentence", default="random_document", choices=("random_document", "split", "drop"),
+                   help="sop: a one-sentence chunk is paired with another document and labelled 1 as ALBERT "
+                        "does (random_document), cut inside the sentence (split), or dropped (drop).")
+    flaglib.add_bool(p, "write_document_ids", None,
+                     "Add a `document_id` bytes feature (the --id_field value, else file@offset); default on "
+                     "with --id_field. run_pretraining.py ignores it.")
     p.add_argument("--masking", default="static", choices=("static", "dynamic"),
                    help="static: masks written in the records; dynamic: masked at load time by the trainer.")
     p.add_argument("--input_format", default="bert", choices=("bert", "text", "jsonl"),
@@ -285,7 +292,9 @@ def make_plan(args, num_shards: int):
                       dupe_factor=args.dupe_factor, random_seed=args.random_seed,
                       do_whole_word_mask=bool(args.do_whole_word_mask), max_ngram_size=args.max_ngram_size,
                       favor_shorter_ngram=bool(args.favor_shorter_ngram), pairing=args.pairing,
-                      masking=args.masking, num_shards=num_shards)
+                      masking=args.masking, num_shards=num_shards, sop_single_sentence=args.sop_single_sentence,
+                      write_document_ids=bool(args.write_document_ids if args.write_document_ids is not None
+                                              else args.id_field))
     tok = TokenizerSpec(vocab_file=args.vocab_file, spm_model_file=args.spm_model_file,
                         do_lower_case=bool(args.do_lower_case), strip_accents=args.strip_accents)
     return BuildPlan(cfg=cfg, tokenizer=tok, output_dir=args.output_dir.rstrip("/"), input_format=args.input_format,
@@ -305,6 +314,8 @@ def manifest_base(args, plan, vocab, runner: str, argv: Sequence[str]) -> Dict[s
         "do_lower_case": plan.tokenizer.do_lower_case, "strip_accents": plan.tokenizer.strip_accents,
         "pairing": cfg.pairing, "masking": cfg.masking, "max_ngram_size": cfg.max_ngram_size,
         "favor_shorter_ngram": cfg.favor_shorter_ngram, "input_format": plan.input_format,
+        "sop_single_sentence": cfg.sop_single_sentence, "write_document_ids": cfg.write_document_ids,
+        "lang": plan.lang, "text_field": plan.text_field, "id_field": plan.id_field,
         "random_next_bucket_size": plan.bucket_docs, "bucket_max_bytes": plan.bucket_bytes,
         "vocab": {"path": vocab.path, "sha256": vocab.sha256, "size": vocab.size, "kind": vocab.kind,
                   "special_ids": vocab.special_ids()},
