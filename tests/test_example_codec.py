@@ -76,3 +76,12 @@ def test_bytes_feature_equals_tensorflow():
             "document_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[batch["document_id"][row, 0]])),
             "input_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[row + 1]))}))
         assert record == want.SerializeToString(deterministic=True)
+
+
+def test_vectorised_encoder_equals_row_by_row_across_chunks():
+    rng = np.random.default_rng(3)
+    n = 5000  # more than one vectorised chunk
+    batch = {"input_ids": rng.integers(0, 120000, (n, 9)), "input_mask": rng.integers(0, 2, (n, 9)),
+             "masked_lm_weights": rng.random((n, 3)).astype(np.float32),
+             "document_id": np.array([[f"d{i % 7}".encode() * (i % 3)] for i in range(n)], dtype=object)}
+    assert example_codec.encode_examples(batch) == example_codec.encode_examples_slow(batch)

@@ -1,0 +1,52 @@
+"""`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json)."""
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+
+def export(checkpoint: str, output_dir: str, name: str = "bert_model.ckpt") -> str:
+    """Writes OUTPUT_DIR/NAME.{index,data-*}, `checkpoint` and the run's bert/albert_config.json; returns the prefix."""
+    from training import checkpoints, tf_checkpoint  # pylint: disable=import-outside-toplevel
+    from training.input_pipeline import tf_module  # pylint: disable=import-outside-toplevel
+    tf = tf_module()
+    params, _, meta = checkpoints.restore_init(checkpoint, with_opt_state=False)
+    prefix = output_dir.rstrip("/") + "/" + name
+    tf_checkpoint.write_tf_checkpoint(params, prefix, global_step=int(meta.get("step", 0)))
+    run_dir = _run_dir_of(checkpoint)
+    for config_name in ("bert_config.json", "albert_config.json"):
+        src = run_dir.rstrip("/") + "/" + config_name
+        if tf.io.gfile.exists(src):
+            with tf.io.gfile.GFile(src, "r") as f:
+                data = json.loads(f.read())
+            data.pop("model_type", None)  # bertbeam's marker; not a field of the original configs
+            if config_name == "bert_config.json" and tf.io.gfile.exists(run_dir.rstrip("/") + "/albert_config.json"):
+                continue
+            with tf.io.gfile.GFile(output_dir.rstrip("/") + "/" + config_name, "w") as f:
+                f.write(json.dumps(data, indent=2))
+    return prefix
+
+
+def _run_dir_of(checkpoint: str) -> str:
+    from training import checkpoints  # pylint: disable=import-outside-toplevel
+    directory, _ = checkpoints.resolve_orbax(checkpoint)
+    directory = directory.rstrip("/")
+    if directory.endswith("/" + checkpoints.CHECKPOINT_SUBDIR) or directory == checkpoints.CHECKPOINT_SUBDIR:
+        return directory[: -len(checkpoints.CHECKPOINT_SUBDIR)].rstrip("/") or "."
+    return directory
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="bertbeam export", description=__doc__)
+    parser.add_argument("--checkpoint", required=True,
+                        help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP")
+    parser.add_argument("--output_dir", required=True, help="folder for bert_model.ckpt.* (local or gs://)")
+    parser.add_argument("--name", default="bert_model.ckpt", help="checkpoint prefix name")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    prefix = export(args.checkpoint, args.output_dir, args.name)
+    print(f"bertbeam export: wrote {prefix}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

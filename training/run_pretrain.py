@@ -1,0 +1,36 @@
+"""`bertbeam train` / `python -m training.run_pretrain`: flags -> TrainConfig -> training.train.train."""
+import logging
+import sys
+from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parses the seed runs' flags (and --config FILE), sets up JAX (multi-host if asked) and trains."""
+    from training import config as config_lib  # pylint: disable=import-outside-toplevel
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = config_lib.build_config(argv)
+    except config_lib.HelpRequested as e:
+        print(e)
+        return 0
+    except config_lib.ConfigError as e:
+        print(f"bertbeam train: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("absl", "orbax", "jax", "tensorflow"):  # Orbax logs every file it writes at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import jax  # pylint: disable=import-outside-toplevel
+    if cfg.jax_distributed:
+        jax.distributed.initialize()  # coordinator/process ids from the TPU/GPU cluster environment
+    from training import input_pipeline, tf_checkpoint, train  # pylint: disable=import-outside-toplevel
+    try:
+        result = train.train(cfg)
+    except (config_lib.ConfigError, input_pipeline.DataError, tf_checkpoint.CheckpointError) as e:
+        print(f"bertbeam train: {e}", file=sys.stderr)
+        return 2
+    print(f"bertbeam train: stopped at step {result['step']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
