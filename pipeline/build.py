@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random_next_bucket_size", type=int, default=1000,
                    help="Documents per bucket from which NSP random-next documents are drawn "
                         "(the reference draws from one input file).")
-    p.add_argument("--bucket_max_mb", type=float, default=4.0,
-                   help="A bucket also closes at this much text (bounds worker memory).")
+    p.add_argument("--bucket_max_mb", type=float, default=1.0,
+                   help="A bucket also closes at this much text once it holds 16 documents (bounds worker "
+                        "memory: about 150 MB per MB of text at seq 128, dupe_factor 5).")
     p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
     p.add_argument("--max_line_bytes", type=int, default=0,
                    help="Longest input line kept; a document with a longer line is dropped and counted "

@@ -33,7 +33,7 @@ class BuildPlan:
     id_field: Optional[str] = None
     lang: Optional[str] = None
     bucket_docs: int = 1000
-    bucket_bytes: int = 4 << 20
+    bucket_bytes: int = 1 << 20
     compression: Optional[str] = None
     max_line_bytes: Optional[int] = None  # None: the input format's default
 

@@ -402,23 +402,30 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
             yield current
 
 
-def iter_buckets(docs: Iterator[RawDocument], max_docs: int, max_bytes: int) -> Iterator[List[RawDocument]]:
+MIN_BUCKET_DOCS = 16  # a bucket smaller than this is too small a random-next pool
+
+
+def iter_buckets(docs: Iterator[RawDocument], max_docs: int, max_bytes: int,
+                 min_docs: int = MIN_BUCKET_DOCS) -> Iterator[List[RawDocument]]:
     """Groups consecutive documents into buckets (the pool random-next documents are drawn from).
 
-    A bucket closes at max_docs documents or max_bytes of text. A short final bucket (under half of
-    max_docs) joins the previous one so no bucket is left with too few documents to pair from.
+    A bucket closes at max_docs documents, or at max_bytes of text once it holds min_docs documents
+    (so very long documents still get a pool to pair from). A short final bucket (under half of the
+    limits) joins the previous one so no bucket is left with too few documents to pair from.
     """
+    min_docs = min(min_docs, max_docs)
     pending: Optional[List[RawDocument]] = None
     current: List[RawDocument] = []
     size = 0
     for doc in docs:
         current.append(doc)
         size += sum(len(line) for line in doc.lines)
-        if len(current) >= max_docs or size >= max_bytes:
+        if len(current) >= max_docs or (size >= max_bytes and len(current) >= min_docs):
             if pending is not None:
                 yield pending
             pending, current, size = current, [], 0
-    if pending is not None and current and len(current) < max_docs // 2 and size < max_bytes // 2:
+    if pending is not None and current and (len(current) < min_docs or (
+            len(current) < max_docs // 2 and size < max_bytes // 2)):
         pending.extend(current)
         current = []
     if pending is not None:
