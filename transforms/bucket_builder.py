@@ -257,13 +257,9 @@ def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next:
     features = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
     if cfg.masking == "static":
         mask_cfg = cfg.masking_config()
-        maskable = valid & ~special
-        if cfg.max_ngram_size == 1:
-            masked, positions, labels, weights = masking_lib.mask_rows(
-                input_ids, lengths, maskable, maskable & ~starts, mask_seeds, mask_cfg, vocab.size, vocab.mask_id)
-        else:
-            masked, positions, labels, weights = _mask_rows_python(input_ids, lengths, maskable, starts,
-                                                                   mask_seeds, mask_cfg, vocab)
+        # The trainer's dynamic masking calls the same function: one distribution for both.
+        masked, positions, labels, weights = masking_lib.mask_batch(
+            input_ids, input_mask, special, starts & ~special, mask_seeds, mask_cfg, vocab.size, vocab.mask_id)
         features.update(input_ids=masked, masked_lm_positions=positions, masked_lm_ids=labels,
                         masked_lm_weights=weights)
     else:
@@ -276,26 +272,3 @@ def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next:
     if doc_ids is not None:
         features["document_id"] = np.array([[d.encode("utf-8")] for d in doc_ids], dtype=object).reshape(n, 1)
     return features
-
-
-def _mask_rows_python(input_ids, lengths, maskable, starts, mask_seeds, mask_cfg, vocab: VocabInfo):
-    """ALBERT n-gram masking, one row at a time (mask_instance), each row from its own seed."""
-    n = input_ids.shape[0]
-    p = mask_cfg.max_predictions_per_seq
-    out = input_ids.copy()
-    positions = np.zeros((n, p), np.int64)
-    labels = np.zeros((n, p), np.int64)
-    weights = np.zeros((n, p), np.float32)
-    for row in range(n):
-        length = int(lengths[row])
-        ids = input_ids[row, :length].tolist()
-        ok = maskable[row, :length].tolist()
-        cont = (maskable[row, :length] & ~starts[row, :length]).tolist()
-        result = masking_lib.mask_instance(ids, ok, cont, random.Random(int(mask_seeds[row])), mask_cfg,
-                                           vocab.size, vocab.mask_id)
-        out[row, :length] = result.input_ids
-        k = len(result.positions)
-        positions[row, :k] = result.positions
-        labels[row, :k] = result.labels
-        weights[row, :k] = 1.0
-    return out, positions, labels, weights

@@ -34,7 +34,7 @@ def _normalizer(do_lower_case: bool, strip_accents: bool):
 
 def _new_trainer_tokenizer(do_lower_case: bool, strip_accents: bool):
     from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=import-outside-toplevel
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=200))
     tokenizer.normalizer = _normalizer(do_lower_case, strip_accents)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tokenizer
@@ -76,7 +76,7 @@ def build_hf_tokenizer(tokens: Sequence[str], do_lower_case: bool, strip_accents
     # pylint: disable=import-outside-toplevel
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     vocab = {t: i for i, t in enumerate(tokens)}
-    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=200))
     tokenizer.normalizer = _normalizer(do_lower_case, strip_accents)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]

@@ -1,0 +1,197 @@
+"""WordPieceTokenizer gives exactly google-research/bert's ids (oracle: tests/reference_tokenization.py)."""
+import random
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_tokenization import ReferenceTokenizer, load_tokens  # noqa: E402
+from transforms.wordpiece import WordPieceTokenizer, basic_tokenize, normalize_text  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared not present")
+
+TRICKY = [
+    "Hello, World! It's a test.",
+    "Jeg kjøper kaffe på café´en; ´tis Æble, ÅSE og Øyvind.",  # U+00B4 acute accent (Sk, not punctuation)
+    "acute\u00b4inside and `backtick` and ^caret^ $dollar",
+    "naïve résumé façade Ångström ÉCOLE",
+    "e\u0301 combining, a\u030a, o\u0308\u0301 stacked",
+    "日本語のテキストです。東京タワー（とうきょう）！",
+    "中文字符测试，混合English文字。",
+    "한국어 텍스트 입니다 강",
+    "tab\there\rcarriage\x0bvertical\x0cformfeed",
+    "ctrl\x01\x02\x03\x7f\x85chars",
+    "nul\x00inside and\ufffdreplacement",
+    "soft\u00adhyphen zero\u200bwidth joiner\u200dx lrm\u200e bom\ufeffx",
+    "nbsp\u00a0ideographic\u3000space thin\u2009space",
+    "line\u2028sep para\u2029sep next\u0085line",
+    "ΣΊΣΥΦΟΣ ΟΔΟΣ. Σ ΑΣ\u00adΒ",
+    "İstanbul İİ DİYARBAKIR ß STRASSE ǅ ǈ",
+    "ﬁnance ﬂow ① ½ ™ ＡＢＣ１２３",
+    "private\ue000use and unassigned\u0378char and \U000e0001tag",
+    "x" * 150 + " " + "y" * 201 + " " + "ø" * 120 + " " + "é" * 210,
+    "a" * 199 + "," + "b" * 250,
+    "emoji 😀👍🏽 and math 𝐀𝐁 and 𠀀 ext-B",
+    "",
+    "   ",
+    "unaffable unwanted running ##hash [CLS] [MASK]",
+    "Greek varia \u1fef and oxia \u1ffd and \u037e question",
+]
+
+
+def _tiny_vocab(tmp_path: Path) -> str:
+    """A small vocab exercising whole words, ## pieces, accents, CJK and punctuation (no ../shared)."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able", "##want", "##ed", "run",
+              "##ning", "hello", "world", "test", "a", "it", "'", "s", ".", ",", "!", "#", "é", "##é", "e",
+              "##e", "ø", "##ø", "x", "##x", "y", "##y", "b", "##b", "日", "本", "語", "の", "caf", "##e´en",
+              "´", "ase", "σ", "ς", "##ς", "##σ", "i", "##i", "̇", "##̇", "ss", "ß", "fi", "ﬁ"]
+    tokens += [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in tokens]
+    tokens += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz" if "##" + c not in tokens]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(tokens)) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _unpack(flat, splits):
+    flat = flat.tolist()
+    return [flat[a:b] for a, b in zip(splits[:-1].tolist(), splits[1:].tolist())]
+
+
+def _check(vocab_path: str, lines, lower: bool, strip=None, exact_too: bool = True):
+    ref = ReferenceTokenizer(load_tokens(vocab_path), do_lower_case=lower, strip_accents=strip)
+    want = [ref.ids(x) for x in lines]
+    tok = WordPieceTokenizer(vocab_path, do_lower_case=lower, strip_accents=strip)
+    flat, splits = tok.tokenize_lines(lines)
+    assert flat.dtype == np.int32 and splits.dtype == np.int64 and len(splits) == len(lines) + 1
+    got = _unpack(flat, splits)
+    bad = [(lines[i], want[i], got[i]) for i in range(len(lines)) if want[i] != got[i]]
+    assert not bad, f"{len(bad)} of {len(lines)} lines differ, first: {bad[0]!r}"
+    if exact_too:
+        assert _unpack(*tok.tokenize_exact(lines)) == want
+    return tok
+
+
+@pytest.mark.parametrize("lower,strip", [(True, None), (False, None), (True, False)])
+def test_tricky_lines_local_vocab(tmp_path, lower, strip):
+    _check(_tiny_vocab(tmp_path), TRICKY, lower, strip)
+
+
+@pytest.mark.parametrize("lower,strip", [(True, None), (False, None), (True, False)])
+def test_random_unicode_fuzz(tmp_path, lower, strip):
+    rng = random.Random(1234)
+    alphabet = list("aAbBeEiIsSxX .,'!´`^-") + ["é", "É", "ø", "Ø", "å", "Å", "\u0301", "\u030a", "Σ", "σ",
+                                                 "İ", "ß", "ﬁ", "日", "本", "の", "한", "\x00", "\x01", "\x7f",
+                                                 "\ufffd", "\u00ad", "\u200b", "\u00a0", "\u3000", "\u2028",
+                                                 "\t", "\r", "\u0378", "\ue000", "①", "Ａ", "😀", "\u1fef"]
+    lines = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(1500)]
+    lines += ["".join(rng.choice("aé\u0301ø") for _ in range(rng.randint(190, 215))) for _ in range(40)]
+    _check(_tiny_vocab(tmp_path), lines, lower, strip)
+
+
+def test_long_words_limit(tmp_path):
+    vocab = _tiny_vocab(tmp_path)
+    tok = WordPieceTokenizer(vocab, do_lower_case=True)
+    unk = tok.vocab.unk_id
+    ids, _ = tok.tokenize_lines(["x" * 200, "x" * 201, "ø" * 200, "ø" * 201])
+    # 200 characters is still tokenized (the reference limit), 201 is [UNK]; bytes do not matter.
+    assert _unpack(ids, np.array([0, 200, 201, 401, 402])) == [[tok.vocab.token_to_id["x"]] + [
+        tok.vocab.token_to_id["##x"]] * 199, [unk], [tok.vocab.token_to_id["ø"]] + [
+        tok.vocab.token_to_id["##ø"]] * 199, [unk]]
+    old = WordPieceTokenizer(vocab, do_lower_case=True, max_input_chars_per_word=100)
+    assert old.tokenize_lines(["x" * 101])[0].tolist() == [unk]
+    _check(vocab, ["é" * 150 + "," + "é" * 201], True)
+
+
+def test_empty_inputs(tmp_path):
+    tok = WordPieceTokenizer(_tiny_vocab(tmp_path), do_lower_case=True)
+    flat, splits = tok.tokenize_lines([])
+    assert flat.tolist() == [] and splits.tolist() == [0]
+    flat, splits = tok.tokenize_lines(["", "\x00", "hello", ""])
+    assert splits.tolist() == [0, 0, 0, 1, 1]
+    assert flat.tolist() == [tok.vocab.token_to_id["hello"]]
+
+
+def test_newline_inside_a_line_is_whitespace(tmp_path):
+    tok = _check(_tiny_vocab(tmp_path), ["hello\nworld", "a"], True)
+    assert len(tok.tokenize_lines(["hello\nworld", "a"])[1]) == 3
+
+
+def test_word_starts(tmp_path):
+    tok = WordPieceTokenizer(_tiny_vocab(tmp_path), do_lower_case=True)
+    ids, _ = tok.tokenize_lines(["unaffable hello"])
+    assert [tok.vocab.tokens[i] for i in ids] == ["un", "##aff", "##able", "hello"]
+    assert tok.word_starts(ids).tolist() == [True, False, False, True]
+
+
+def test_import_is_light():
+    code = "import sys, transforms.wordpiece; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_every_bmp_code_point_splits_like_the_reference():
+    """normalize_text + the exact splitter equal the oracle's BasicTokenizer for each BMP character."""
+    for lower, strip in ((True, True), (False, False), (True, False)):
+        ref = ReferenceTokenizer(["[UNK]"], do_lower_case=lower, strip_accents=strip)
+        bad = [cp for cp in range(0x10000) if not 0xD800 <= cp <= 0xDFFF
+               and ref.basic_tokenize(f"a{chr(cp)}b") != basic_tokenize(f"a{chr(cp)}b", lower, strip)]
+        assert not bad, [hex(c) for c in bad[:10]]
+
+
+def test_tf_text_splits_normalized_text_like_the_reference():
+    """The fast path's splitter (tf-text) agrees with the exact one on every assigned BMP character."""
+    tf = pytest.importorskip("tensorflow")
+    tf_text = pytest.importorskip("tensorflow_text")
+    # With a one-token vocabulary every word comes back as one [UNK] whose offsets give its text.
+    words_tf = tf_text.FastWordpieceTokenizer(vocab=["[UNK]", "\u2603", "##\u2603"], token_out_type=tf.string,
+                                              max_bytes_per_word=10 ** 6)
+    cps = [cp for cp in range(0x10000) if unicodedata.category(chr(cp)) not in ("Cn", "Cs")]
+    for lower, strip in ((True, True), (False, False)):
+        texts = [normalize_text(f"a{chr(cp)}b", lower, strip) for cp in cps]
+        want = [basic_tokenize(t, False, False) for t in texts]
+        _, starts, ends = words_tf.tokenize_with_offsets(tf.constant(texts))
+        got = [[b[s:e].decode() for s, e in zip(ss, ee)]
+               for b, ss, ee in zip((t.encode() for t in texts), starts.to_list(), ends.to_list())]
+        bad = [hex(cps[i]) for i in range(len(cps)) if got[i] != want[i]]
+        assert not bad, bad[:10]
+
+
+SETTINGS = [  # vocab dir, lower, strip_accents, files (path, first N lines or None for all)
+    ("bert_base_uncased", True, None, [("corpora/en_books_dev.txt", 2500), ("text/bert_sample_text.txt", None)]),
+    ("bert_base_cased", False, None, [("corpora/en_books_dev.txt", 1500), ("text/alice_11-0.txt", 1500)]),
+    ("bert_multilingual_cased", False, None, [("corpora/no_ud_dev.txt", None),
+                                              ("text/wagahaiwa_nekodearu.txt", 300)]),
+    ("norwegian_uncased_50k", True, None, [("corpora/no_ud_dev.txt", None),
+                                           ("text/talk_of_norway/sentences_1k_nob.txt", None)]),
+    ("norwegian_uncased_50k", True, False, [("corpora/no_ud_dev.txt", None)]),
+]
+
+
+def _read_lines(path: Path):
+    text = path.read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff")
+    return [x[:-1] if x.endswith("\r") else x for x in text.split("\n")]
+
+
+@needs_shared
+@pytest.mark.parametrize("vdir,lower,strip,files", SETTINGS)
+def test_shared_corpora_agree_100_percent(vdir, lower, strip, files):
+    lines = []
+    for rel, n in files:
+        lines += _read_lines(DATA / rel)[:n]
+    tok = _check(str(DATA / "vocab" / vdir / "vocab.txt"), lines, lower, strip, exact_too=False)
+    assert tok.num_exact_lines < len(lines) * 0.05  # the fast path does the work
+
+
+@needs_shared
+def test_shared_tiny_vocab_and_norwegian_special_ids():
+    _check(str(DATA / "vocab" / "tiny" / "vocab.txt"), TRICKY + ["this is a test"], True)
+    tok = WordPieceTokenizer(str(DATA / "vocab" / "norwegian_uncased_50k" / "vocab.txt"), do_lower_case=True)
+    assert tok.vocab.unk_id == 505
+    assert tok.tokenize_lines(["\ue000"])[0].tolist() == [505]
