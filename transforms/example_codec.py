@@ -39,15 +39,18 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError("negative values are not supported by the fast Example encoder")
     if v.max() < 0x80:
         return v.astype(np.uint8).ravel(), np.full(rows, cols, np.int64)
-    u = v.astype(np.uint64)
+    top = int(v.max())
+    # Token ids fit 32 bits: narrower arithmetic is about twice as fast as uint64.
+    utype = np.uint32 if top < (1 << 32) else np.uint64
+    u = v.astype(utype)
     width = 1
-    while width < 10 and int(u.max()) >= (1 << (7 * width)):
+    while width < 10 and top >= (1 << (7 * width)):
         width += 1
-    shifts = (np.arange(width, dtype=np.uint64) * np.uint64(7))
-    groups = ((u[:, :, None] >> shifts[None, None, :]) & np.uint64(0x7F)).astype(np.uint8)
+    shifts = (np.arange(width, dtype=utype) * utype(7))
+    groups = ((u[:, :, None] >> shifts[None, None, :]) & utype(0x7F)).astype(np.uint8)
     nbytes = np.ones(u.shape, dtype=np.int64)
     for k in range(1, width):
-        nbytes += (u >= np.uint64(1 << (7 * k))).astype(np.int64)
+        nbytes += u >= (1 << (7 * k))
     col = np.arange(width)[None, None, :]
     groups |= ((col < (nbytes[:, :, None] - 1)) * 0x80).astype(np.uint8)
     keep = col < nbytes[:, :, None]
