@@ -3,6 +3,7 @@
 #   ./run_local.sh            set up .venv if needed, then build a dataset from an embedded default corpus
 #   ./run_local.sh test       set up .venv if needed, then run the test suite
 #   ./run_local.sh bench ...  set up .venv if needed, then run a benchmark script from bench/
+#   ./run_local.sh SUBCOMMAND ...   any `bertbeam` subcommand (build, inspect, vocab, train, plan, ...)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -38,6 +39,10 @@ case "$cmd" in
     [ $# -gt 0 ] && shift
     setup
     exec "$VENV/bin/python" -m pipeline.demo "$@"
+    ;;
+  bertbeam)
+    shift; setup
+    exec "$VENV/bin/bertbeam" "$@"
     ;;
   *)
     setup
