@@ -124,9 +124,24 @@ def _vocab_fingerprint(cfg: config_lib.TrainConfig, mc: Optional[model_configs.M
     return input_pipeline.file_sha256(path)
 
 
+def _fit_vocab_from_scratch(cfg: config_lib.TrainConfig, model_cfg: model_configs.ModelConfig,
+                            manifest: dict) -> model_configs.ModelConfig:
+    """A model trained from scratch (--init_weights, no checkpoint, no config file) takes the dataset's
+    vocabulary size: a model class names the architecture, the dataset names the vocabulary."""
+    size = (manifest.get("vocab") or {}).get("size")
+    from_scratch = cfg.init_weights and not cfg.init_checkpoint
+    explicit = cfg.bert_config_file or cfg.albert_config_file
+    if from_scratch and not explicit and size and size != model_cfg.vocab_size:
+        logging.info("training from scratch: vocab_size %d taken from the dataset (model class had %d)",
+                     size, model_cfg.vocab_size)
+        return dataclasses.replace(model_cfg, vocab_size=int(size))
+    return model_cfg
+
+
 def build_setup(cfg: config_lib.TrainConfig) -> Setup:
     model_cfg, mc = resolve_model_config(cfg)
     manifest = input_pipeline.read_manifest(cfg.pretrain_data)
+    model_cfg = _fit_vocab_from_scratch(cfg, model_cfg, manifest)
     spec = input_pipeline.validate(manifest, cfg.pretrain_data, model_cfg, cfg.max_seq_length,
                                    cfg.max_predictions_per_seq, _vocab_fingerprint(cfg, mc))
     model = models.build_model(model_cfg, spec.with_nsp, cfg.dtype, cfg.attention_impl)
