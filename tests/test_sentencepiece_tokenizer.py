@@ -85,9 +85,14 @@ def test_albert_vocab_and_word_starts():
     tok = SentencePieceTokenizer(str(ALBERT_DE))
     v = tok.vocab
     assert (v.pad_id, v.unk_id, v.cls_id, v.sep_id, v.mask_id) == (0, 1, 2, 3, 4)
-    ids, _ = tok.tokenize_lines(["Hallo Welt, das ist ein Test."])
+    ids, _ = tok.tokenize_lines(["Hallo Welt, das ist ein Test der Bundesregierungsentscheidungen."])
     starts = tok.word_starts(ids)
-    assert starts.tolist() == [v.tokens[i].startswith("\u2581") for i in ids]
+    # ALBERT's rule (_is_start_piece_sp): "▁"/"<" pieces, punctuation, and pieces with any character
+    # outside a-z and ASCII punctuation ("foreign" pieces are whole words).
+    ok = set("abcdefghijklmnopqrstuvwxyz") | set('!"#$%&\'()*+,-./:;?@[\\]^_`{|}~')
+    pieces = [v.tokens[i] for i in ids]
+    assert starts.tolist() == [p.startswith(("\u2581", "<")) or p in '!"#$%&\'()*+,-./:;?@[\\]^_`{|}~'
+                               or any(c.lower() not in ok for c in p) for p in pieces]
     assert starts[0] and not starts.all()
     flat, splits = tok.tokenize_lines([])
     assert flat.tolist() == [] and splits.tolist() == [0]

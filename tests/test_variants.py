@@ -334,9 +334,13 @@ def test_spm_sop_ids_equal_sentencepiece_and_parse_with_albert_spec(spm_build, s
     _check_sop_records(records, manifest["raw_counts"], docs, cls_id, sep_id)
     parsed = _parse_with_albert_spec(out)
     assert len(parsed) == len(records)
-    # Word starts come from "▁": whole words (and n-grams of them) are masked together.
+    # Word starts follow ALBERT's _is_start_piece_sp ("▁", "<", punctuation, pieces with characters
+    # outside a-z): whole words (and n-grams of them) are masked together.
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    starts = np.array([p.startswith("\u2581") or sp.is_control(i) or sp.is_unknown(i) or p in ("[CLS]", "[SEP]", "[MASK]")
+    punct = set('!"#$%&\'()*+,-./:;?@[\\]^_`{|}~')
+    starts = np.array([p.startswith(("\u2581", "<")) or p in punct or sp.is_control(i) or sp.is_unknown(i)
+                       or p in ("[CLS]", "[SEP]", "[MASK]")
+                       or any(c.lower() not in set("abcdefghijklmnopqrstuvwxyz") | punct for c in p)
                        for i, p in enumerate(pieces)])
     continuing = 0
     for ex in records:

@@ -59,12 +59,22 @@ class Vocab:
     def continuation_mask(self) -> np.ndarray:
         """Boolean per id: True where the token continues a word (cannot start a whole-word span)."""
         if self.kind == "sentencepiece":
-            # A piece starts a word when it begins with the SentencePiece space marker.
-            starts = np.array([t.startswith("\u2581") for t in self.tokens], dtype=bool)
-            special = np.array([t.startswith("[") and t.endswith("]") or t.startswith("<") and t.endswith(">")
-                                for t in self.tokens], dtype=bool)
-            return ~(starts | special)
+            return np.array([not _albert_starts_word(t) for t in self.tokens], dtype=bool)
         return np.array([t.startswith("##") for t in self.tokens], dtype=bool)
+
+
+_ASCII_PUNCTUATION = frozenset('!"#$%&\'()*+,-./:;?@[\\]^_`{|}~')
+_ENGLISH_OR_PUNCTUATION = frozenset("abcdefghijklmnopqrstuvwxyz") | _ASCII_PUNCTUATION
+
+
+def _albert_starts_word(piece: str) -> bool:
+    """google-research/albert's rule for SentencePiece word starts (`_is_start_piece_sp`): a piece
+    starting with "▁" or "<", a punctuation piece, or any piece with a character outside a-z and ASCII
+    punctuation (ALBERT treats such "foreign" pieces as whole words). Special tokens ([CLS], <pad>, ...)
+    also start a unit here; they are never maskable anyway."""
+    if piece.startswith(("\u2581", "<", "[")) or piece in _ASCII_PUNCTUATION:
+        return True
+    return any(ch.lower() not in _ENGLISH_OR_PUNCTUATION for ch in piece)
 
 
 _INDEX_CACHE: Dict[Tuple[str, str], Dict[str, int]] = {}
