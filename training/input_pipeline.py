@@ -194,7 +194,8 @@ class DynamicMasker:
         self.cfg = masking.MaskingConfig(masked_lm_prob=float(m.get("masked_lm_prob", 0.15)),
                                          max_predictions_per_seq=max_predictions,
                                          do_whole_word_mask=bool(m.get("do_whole_word_mask", False)),
-                                         max_ngram_size=int(m.get("max_ngram_size", 1) or 1))
+                                         max_ngram_size=int(m.get("max_ngram_size", 1) or 1),
+                                         favor_shorter_ngram=bool(m.get("favor_shorter_ngram", True)))
         special = (m.get("vocab") or {}).get("special_ids") or {}
         self.mask_id = int(special["[MASK]"])
         self.special_ids = np.array([int(special[k]) for k in ("[CLS]", "[SEP]") if k in special])
