@@ -17,6 +17,8 @@ CASES = {
                             "--max_predictions_per_seq=20", "--do_lower_case=True"]),
     "en_books_dev.seq512": ("corpora/en_books_dev.txt", "bert_base_uncased", ["--max_seq_length=512",
                             "--max_predictions_per_seq=77", "--do_lower_case=True"]),
+    "no_ud_dev.seq128": ("corpora/no_ud_dev.txt", "bert_base_uncased", ["--max_seq_length=128",
+                         "--max_predictions_per_seq=20", "--do_lower_case=True"]),
     "no_ud_dev.seq128.mbert_cased": ("corpora/no_ud_dev.txt", "bert_multilingual_cased", [
         "--max_seq_length=128", "--max_predictions_per_seq=19", "--do_lower_case=False"]),
 }
