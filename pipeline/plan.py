@@ -200,16 +200,16 @@ def _coerce_config(path: str, data: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load_config(path: str) -> Dict[str, Any]:
-    """A training config (YAML or JSON; keys are `bertbeam train` flag names) -> typed dict."""
-    text = _read_text(path)
-    if path.endswith(".json"):
-        data = json.loads(text)
-    else:
-        import yaml  # pylint: disable=import-outside-toplevel
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise PlanError(f"{path}: a config must be a mapping of flag names to values")
-    return _coerce_config(path, {str(k).lstrip("-"): v for k, v in data.items()})
+    """A training config (YAML or JSON; keys are `bertbeam train` flag names) -> typed dict.
+
+    Read by the trainer's own loader (training/config.py, which imports no JAX), so the planner and
+    `bertbeam train --config` can never disagree on a file; then typed as the planner needs."""
+    from training.config import ConfigError, load_config_file  # pylint: disable=import-outside-toplevel
+    try:
+        data = load_config_file(path)
+    except ConfigError as e:
+        raise PlanError(str(e)) from e
+    return _coerce_config(path, data)
 
 
 def config_total_steps(config: Mapping[str, Any]) -> int:
