@@ -19,7 +19,8 @@ SUBCOMMANDS = {
 def _usage() -> str:
     lines = ["usage: bertbeam SUBCOMMAND [flags]", "", "subcommands:"]
     lines += [f"  {name:<8} {spec[2]}" for name, spec in SUBCOMMANDS.items()]
-    lines += ["", "`bertbeam SUBCOMMAND --help` for its flags."]
+    lines += ["", "`bertbeam SUBCOMMAND --help` for its flags. Flags without a subcommand mean `build`",
+              "(so `python -m pipeline.main --input_file=... ` builds, like `python -m pipeline.build`)."]
     return "\n".join(lines)
 
 
@@ -30,6 +31,9 @@ def _resolve(name: str) -> Callable[[Sequence[str]], Optional[int]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--") and argv[0] != "--help":
+        # `python -m pipeline.main --input_file=... ` is `bertbeam build`, as Beam examples are run.
+        argv = ["build"] + argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
