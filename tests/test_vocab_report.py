@@ -1,21 +1,20 @@
-"""Report numbers and the pure-Python BERT tokenizer, against the shared vocabularies (skipped without ../shared)."""
+"""Report numbers and the BERT tokenizer the report uses, against the shared vocabularies (skipped without ../shared)."""
 from pathlib import Path
 
 import pytest
 
-from vocab.report import read_heldout, report_vocab
-from vocab.text_norm import split_words
-from vocab.wordpiece_ref import WordPieceRef
+from transforms.wordpiece import WordPieceTokenizer, basic_tokenize
+from vocab.report import _wordpiece_splitter, read_heldout, report_vocab
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent")
 
 
 def test_basic_split_and_wordpiece_semantics():
-    assert split_words("Hei, PÅ\u00a0deg!\x00", True, False) == ["hei", ",", "på", "deg", "!"]
-    assert split_words("Hei, PÅ deg", True, True) == ["hei", ",", "pa", "deg"]
-    ref = WordPieceRef(["[UNK]", "un", "##aff", "##able", "på"], True, False)
-    assert ref.tokenize("Unaffable på xyz") == ["un", "##aff", "##able", "på", "[UNK]"]
+    assert basic_tokenize("Hei, PÅ\u00a0deg!\x00", True, False) == ["hei", ",", "på", "deg", "!"]
+    assert basic_tokenize("Hei, PÅ deg", True, True) == ["hei", ",", "pa", "deg"]
+    split = _wordpiece_splitter(["[UNK]", "un", "##aff", "##able", "på"], True, False)
+    assert split("Unaffable på xyz") == ["un", "##aff", "##able", "på", "[UNK]"]
 
 
 @needs_shared
@@ -34,12 +33,13 @@ def test_reference_tokenizer_agrees_with_hf_tokenizer_json():
     hf = Tokenizer.from_file(str(vocab_dir / "tokenizer.json"))
     hf.no_padding()
     hf.no_truncation()
-    tokens = (vocab_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    ref = WordPieceRef(tokens, True, True)
+    tok = WordPieceTokenizer(str(vocab_dir / "vocab.txt"), do_lower_case=True)
     lines = [l for l in read_heldout(str(SHARED / "corpora/no_ud_dev.txt")) if l.strip()][:800]
     lines += [l for l in (SHARED / "text/bert_sample_text.txt").read_text(encoding="utf-8").split("\n") if l.strip()]
     encodings = hf.encode_batch(lines, add_special_tokens=False)
-    assert [e.ids for e in encodings] == [ref.encode(l) for l in lines]
+    flat, splits = tok.tokenize_lines(lines)
+    ours = [flat[a:b].tolist() for a, b in zip(splits[:-1], splits[1:])]
+    assert [e.ids for e in encodings] == ours
 
 
 @needs_shared

@@ -5,8 +5,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from vocab.casing import check_casing
 from vocab.spm_model import is_spm_path, load_any_vocab
-from vocab.text_norm import normalize, split_words
-from vocab.wordpiece_ref import WordPieceRef
+from transforms.wordpiece import REFERENCE_MAX_INPUT_CHARS_PER_WORD, basic_tokenize, wordpiece_word
+from vocab.train_spm import normalize
 
 # Words shown tokenized in the text report (Norwegian: accents and long compounds).
 EXAMPLE_WORDS = ("på", "blåbærsyltetøy", "Stortinget", "fylkeskommunene", "skjønner", "Tromsø")
@@ -58,8 +58,14 @@ class VocabReport:
 
 
 def _wordpiece_splitter(tokens: Sequence[str], lower: bool, strip: bool) -> Callable[[str], List[str]]:
-    ref = WordPieceRef(tokens, lower, strip)
-    return ref.tokenize
+    """The pipeline's own BERT BasicTokenizer + WordPiece (transforms.wordpiece), as token strings."""
+    token_to_id = {t: i for i, t in enumerate(tokens)}
+    unk_id = token_to_id["[UNK]"]
+
+    def split(text: str) -> List[str]:
+        return [tokens[i] for word in basic_tokenize(text, lower, strip)
+                for i in wordpiece_word(word, token_to_id, unk_id, REFERENCE_MAX_INPUT_CHARS_PER_WORD)]
+    return split
 
 
 def _spm_splitter(path: str, lower: bool, strip: bool) -> Callable[[str], List[str]]:
@@ -97,7 +103,7 @@ def report_vocab(vocab_file: str, lines: Iterable[str], do_lower_case: Optional[
         for word in line.split():
             hit = cache.get(word)
             if hit is None:
-                hit = (split(word), len(split_words(word, lower, strip)))
+                hit = (split(word), len(basic_tokenize(word, lower, strip)))
                 cache[word] = hit
             pieces, n_basic = hit
             rep.words += 1

@@ -1,10 +1,19 @@
 """SentencePiece (unigram or BPE) training in ALBERT format: <pad> 0, <unk> 1, [CLS] [SEP] [MASK] 2-4."""
 import os
+import unicodedata
 from typing import Dict, Iterable
 
-from vocab.text_norm import normalize
-
 ALBERT_USER_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
+
+
+def normalize(text: str, do_lower_case: bool, do_strip_accents: bool) -> str:
+    """Casing and accent handling applied to text before SentencePiece training and encoding
+    (accent stripping as BERT does it: NFD, then drop combining marks; "på" -> "pa", "ø" stays)."""
+    if do_lower_case:
+        text = text.lower()
+    if do_strip_accents:
+        text = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
+    return text
 
 
 def train_sentencepiece(sentences: Iterable[str], out_dir: str, vocab_size: int, model_type: str = "unigram",
