@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from training.config import ConfigError, load_config_file, read_text
+
 # Devlin et al. (2019): 1,000,000 steps x 256 sequences "approximately 40 epochs over the 3.3 billion
 # word corpus". The seed compared its own schedule against these two numbers.
 DEVLIN_CORPUS_WORDS = 3.3e9
@@ -145,21 +147,12 @@ def manifest_instances_per_epoch(manifest: Mapping[str, Any], where: str = "mani
     return seq, int(split["num_instances"]) / dupe
 
 
-def _read_text(path: str) -> str:
-    if "://" in path:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel  # only for gs:// paths
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
 def read_manifest(path: str) -> Dict[str, Any]:
     """A manifest.json file, or a dataset folder holding one (local or gs://)."""
     if not path.endswith(".json"):
         path = path.rstrip("/") + "/manifest.json"
     try:
-        return json.loads(_read_text(path))
+        return json.loads(read_text(path))
     except (OSError, json.JSONDecodeError) as e:
         raise PlanError(f"{path}: cannot read manifest ({e})") from e
 
@@ -204,7 +197,6 @@ def load_config(path: str) -> Dict[str, Any]:
 
     Read by the trainer's own loader (training/config.py, which imports no JAX), so the planner and
     `bertbeam train --config` can never disagree on a file; then typed as the planner needs."""
-    from training.config import ConfigError, load_config_file  # pylint: disable=import-outside-toplevel
     try:
         data = load_config_file(path)
     except ConfigError as e:
@@ -270,7 +262,7 @@ def phases_from_data(data: Any, where: str) -> List[Phase]:
 
 def read_phases_file(path: str) -> List[Phase]:
     """Phases from a YAML/JSON file (see phases_from_data)."""
-    text = _read_text(path)
+    text = read_text(path)
     if path.endswith(".json"):
         data = json.loads(text)
     else:

@@ -160,7 +160,7 @@ def parse_argv(argv: Sequence[str]) -> Dict[str, Any]:
 
 def load_config_file(path: str) -> Dict[str, Any]:
     """Reads a YAML or JSON config whose keys are flag names (local or gs://)."""
-    text = _read_text(path)
+    text = read_text(path)
     if path.endswith(".json"):
         data = json.loads(text)
     else:
@@ -180,7 +180,8 @@ def load_config_file(path: str) -> Dict[str, Any]:
     return out
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
+    """A whole text file, local or gs:// (TensorFlow only for remote paths; no Beam, no JAX)."""
     if "://" in path:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         with tf.io.gfile.GFile(path, "r") as f:
