@@ -2,7 +2,7 @@
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 
 @dataclasses.dataclass
@@ -246,9 +246,3 @@ def run_dir(cfg: TrainConfig) -> str:
 
 def as_dict(cfg: TrainConfig) -> Dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-def explicit_pairs(cfg: TrainConfig) -> List[Tuple[str, Any]]:
-    """Flags that differ from the defaults (for logs)."""
-    defaults = TrainConfig()
-    return [(k, v) for k, v in as_dict(cfg).items() if getattr(defaults, k) != v]

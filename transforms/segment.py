@@ -348,14 +348,3 @@ class Segmenter:
 
     def _starter(self, word: str) -> bool:
         return word.rstrip(".,;:!?»”\"')").lower() in self._r.starters
-
-
-def split_sentences(paragraph: str, lang: str = "nb") -> List[str]:
-    """Convenience wrapper: sentences of one paragraph with a cached Segmenter for `lang`."""
-    seg = _SEGMENTERS.get(lang)
-    if seg is None:
-        seg = _SEGMENTERS[lang] = Segmenter(lang)
-    return seg.split(paragraph)
-
-
-_SEGMENTERS: Dict[str, Segmenter] = {}
