@@ -11,11 +11,9 @@ our instance/masking functions with one global RNG. Memory: the same build on th
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

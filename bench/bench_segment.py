@@ -176,7 +176,7 @@ def main(argv: List[str]) -> int:
     print(f"UD dev sentence-boundary F1 (P/R) via shared/tools/seg_eval.py; speed = MB/s per core "
           f"(process CPU time, {args.speed_bytes // 1000} kB of running text; no = UD Bokmål train raw text, "
           f"en = Pride and Prejudice)")
-    hdr = f"| segmenter | " + " | ".join(f"{lab} F1 (P/R)" for lab, _, _ in sets) + \
+    hdr = "| segmenter | " + " | ".join(f"{lab} F1 (P/R)" for lab, _, _ in sets) + \
         " | MB/s no | MB/s en | × pysbd no | × pysbd en |"
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))

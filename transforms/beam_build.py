@@ -205,7 +205,6 @@ class BuildPretrainingData(beam.PTransform):
         self._started_at = started_at
 
     def expand(self, ranges):
-        p = ranges.pipeline
         runs = (ranges
                 | "DistributeRanges" >> beam.Reshuffle()
                 | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(self._plans)))

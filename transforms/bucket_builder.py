@@ -240,7 +240,7 @@ def _row_keys(bases: List[int], sizes: List[int], mix: bool = True) -> np.ndarra
 
 def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next: List[int], mask_seeds: np.ndarray,
                     doc_ids: Optional[List[str]], cfg: BuildConfig, vocab: VocabInfo) -> Dict[str, np.ndarray]:
-    n, seq_len, max_pred = len(rows_ids), cfg.max_seq_length, cfg.max_predictions_per_seq
+    n, seq_len = len(rows_ids), cfg.max_seq_length
     input_ids = np.zeros((n, seq_len), np.int64)
     lengths = np.fromiter(map(len, rows_ids), dtype=np.int64, count=n)
     seg_a = np.array(rows_seg_a, dtype=np.int64).reshape(n)

@@ -8,7 +8,7 @@ by bytes) is a pure function of the records, identical on every runner.
 import heapq
 import io
 import struct
-from typing import BinaryIO, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 
