@@ -3,6 +3,7 @@
 Usage:
   .venv/bin/python bench/bench_segment.py            # full table (F1 per UD dev set + speed, ratios vs pysbd)
   .venv/bin/python bench/bench_segment.py --serve NAME --lang L   # act as a seg_eval.py command
+  .venv/bin/python bench/bench_segment.py --tibetan   # --lang bo: MB/s and segment lengths on the Kangyur volume
 Segmenters: bertbeam (transforms.segment), pysbd (closest language it has: 'da' for Norwegian, 'en'),
 punkt (NLTK PunktTrainer trained here: Norwegian on UD no_bokmaal raw_texts_2016/train.txt, English on
 the Gutenberg books alice + pride_and_prejudice + botchan from ../shared/data/text), naive (split after
@@ -145,13 +146,45 @@ def mb_per_s(split: Callable[[str], List[str]], paras: List[str], min_time: floa
     return nbytes * reps / elapsed / 1e6
 
 
+TIBETAN = TEXT / "tibetan" / "kangyur_vol033_d12.jsonl"
+_SYLLABLE = re.compile("[\u0f40-\u0fbc]+")  # letters, subjoined letters and vowel signs between marks
+
+
+def tibetan(min_time: float) -> int:
+    """--lang bo on Derge Kangyur vol. 33: MB/s per core and the segment length distribution in syllables."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from transforms.segment import Segmenter, TibetanRules
+
+    if not TIBETAN.exists():
+        print(f"shared data not found at {TIBETAN}", file=sys.stderr)
+        return 1
+    with TIBETAN.open(encoding="utf-8") as f:
+        works = [json.loads(line)["text"] for line in f if line.strip()]
+    nbytes = sum(len(w.encode("utf-8")) for w in works)
+    split = Segmenter("bo").split
+    print(f"{TIBETAN.name}: {len(works)} works, {nbytes / 1e6:.2f} MB")
+    print(f"bertbeam --lang bo: {mb_per_s(split, works, min_time):.1f} MB/s per core (process CPU time)")
+    # Without the length cap: the shad-delimited sentences themselves (what the cap is chosen from).
+    uncapped = Segmenter("bo")
+    uncapped._bo = TibetanRules(max_syllables=10 ** 9)  # pylint: disable=protected-access
+    for label, seg in (("shad-delimited (no cap)", uncapped.split), ("with the cap", split)):
+        syl = np.array([len(_SYLLABLE.findall(s)) for w in works for s in seg(w)])
+        pct = np.percentile(syl, [50, 90, 99, 99.9, 100])
+        print(f"{label}: {len(syl)} segments; syllables p50 {pct[0]:.0f} p90 {pct[1]:.0f} p99 {pct[2]:.0f} "
+              f"p99.9 {pct[3]:.0f} max {pct[4]:.0f}; > 100: {(syl > 100).sum()} ({(syl > 100).mean():.2%})")
+    return 0
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", choices=SEGMENTERS)
     ap.add_argument("--lang", default="nb")
     ap.add_argument("--speed_bytes", type=int, default=200_000, help="text size per speed test")
     ap.add_argument("--min_time", type=float, default=1.0, help="CPU seconds per speed test (at least)")
+    ap.add_argument("--tibetan", action="store_true", help="only the Tibetan (--lang bo) speed and lengths")
     args = ap.parse_args(argv)
+    if args.tibetan:
+        return tibetan(args.min_time)
     if args.serve:
         serve(args.serve, args.lang)
         return 0

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Blank lines separate documents (bert, text).")
     p.add_argument("--text_field", default="text", help="jsonl: field holding the text.")
     p.add_argument("--id_field", default=None, help="jsonl: optional field holding a document id.")
-    p.add_argument("--lang", default=None, help="Sentence segmentation rules for text/jsonl (no, nb, nn, da, sv, en).")
+    p.add_argument("--lang", default=None, help="Sentence segmentation rules for text/jsonl (no, nb, nn, da, sv, en, bo).")
     p.add_argument("--num_shards", type=int, default=0, help="Output shards (0: from --target_shard_mb).")
     p.add_argument("--target_shard_mb", type=float, default=256.0,
                    help="Approximate shard size used to choose the shard count when --num_shards is 0.")
