@@ -13,13 +13,17 @@ from vocab.vocab_file import VocabError
 
 _log = logging.getLogger("bertbeam.vocab")
 
-_TRAIN_BOOL_FLAGS = ("do_lower_case", "strip_accents", "overwrite", "keep_sample")
+_TRAIN_BOOL_FLAGS = ("do_lower_case", "strip_accents", "overwrite", "keep_sample", "shuffle_input_sentence",
+                     "allow_smaller_vocab")
 _REPORT_BOOL_FLAGS = ("do_lower_case", "strip_accents", "compare_do_lower_case", "compare_strip_accents")
 
 USAGE = """usage:
   bertbeam vocab --input_file GLOBS --output_dir DIR --vocab_size N [--model wordpiece|sentencepiece]
-                 [--sp_model_type unigram|bpe] [--do_lower_case=True|False] [--strip_accents=True|False]
+                 [--sp_model_type unigram|bpe|char|word] [--do_lower_case=True|False] [--strip_accents=True|False]
                  [--sample_sentences N] [--heldout_file F [--compare_vocab V]] [--input_format bert|text|jsonl]
+                 [--lang L] [--presplit_chars CHARS] [--allow_smaller_vocab]
+                 [spm_train options: --control_symbols --user_defined_symbols --character_coverage
+                  --input_sentence_size --shuffle_input_sentence --pad_id --unk_id --bos_id --eos_id]
                  [Beam pipeline options for the sampling job, e.g. --runner DataflowRunner ...]
   bertbeam vocab report --vocab_file V [--compare_vocab V2] --heldout_file F
   bertbeam vocab validate --vocab_file V[,V2...]
@@ -56,11 +60,29 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab_size", type=int, required=True,
                    help="total size of vocab.txt (specials and [unusedN] included) / SentencePiece pieces")
     p.add_argument("--model", choices=("wordpiece", "sentencepiece"), default="wordpiece")
-    p.add_argument("--sp_model_type", choices=("unigram", "bpe"), default="unigram")
-    p.add_argument("--do_lower_case", type=parse_bool, default=True)
+    p.add_argument("--sp_model_type", choices=("unigram", "bpe", "char", "word"), default="unigram")
+    p.add_argument("--do_lower_case", type=parse_bool, default=None,
+                   help="default True (BERT), but False with --lang bo (Tibetan has no case)")
     p.add_argument("--strip_accents", type=parse_bool, default=None,
                    help="default: same as --do_lower_case (BERT); use --strip_accents=False to keep å, é, ü")
     p.add_argument("--input_format", choices=("bert", "text", "jsonl"), default="bert")
+    p.add_argument("--lang", default=None,
+                   help="split text/jsonl paragraphs into sentences with these rules (no, nb, nn, da, sv, en, bo); "
+                        "bo also sets the Tibetan --presplit_chars and --do_lower_case=False")
+    p.add_argument("--presplit_chars", default=None,
+                   help="SentencePiece: split the text after each of these characters before training (and, via "
+                        "vocab_config.json, before encoding); default with --lang bo: ༄༅༈་༌།༑༔༜྾, else none; "
+                        "'' or none turns it off")
+    p.add_argument("--allow_smaller_vocab", type=parse_bool, default=False,
+                   help="write a vocabulary more than 1%% smaller than --vocab_size instead of stopping")
+    p.add_argument("--control_symbols", default=None, help="spm_train: comma-separated control symbols")
+    p.add_argument("--user_defined_symbols", default=None, help="spm_train: comma-separated user-defined symbols")
+    p.add_argument("--input_sentence_size", type=int, default=0, help="spm_train: sentences sampled (0: all)")
+    p.add_argument("--shuffle_input_sentence", type=parse_bool, default=True, help="spm_train: sample at random")
+    p.add_argument("--pad_id", type=int, default=0, help="spm_train")
+    p.add_argument("--unk_id", type=int, default=1, help="spm_train")
+    p.add_argument("--bos_id", type=int, default=-1, help="spm_train (-1: none)")
+    p.add_argument("--eos_id", type=int, default=-1, help="spm_train (-1: none)")
     p.add_argument("--text_field", default="text", help="jsonl field holding the text")
     p.add_argument("--sample_sentences", type=int, default=0,
                    help="train on a deterministic Beam-drawn sample of N sentences (0: stream everything)")
@@ -105,13 +127,27 @@ def _existing_outputs(output_dir: str) -> List[str]:
     return [n for n in names if os.path.exists(os.path.join(output_dir, n))]
 
 
+def _is_tibetan(lang: Optional[str]) -> bool:
+    return bool(lang) and lang.lower().replace("_", "-").split("-")[0] in ("bo", "bod", "tib", "xct")
+
+
 def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
     """Trains, writes vocabulary + sidecar (+ report) into args.output_dir; returns the sidecar dict."""
     # pylint: disable=import-outside-toplevel
     from vocab import casing, corpus
     from vocab.spm_model import load_any_vocab
 
+    tibetan = _is_tibetan(args.lang)
+    if args.do_lower_case is None:
+        args.do_lower_case = not tibetan
     strip = args.do_lower_case if args.strip_accents is None else args.strip_accents
+    if args.presplit_chars is None:
+        from transforms.presplit import TIBETAN_PRESPLIT_CHARS  # pylint: disable=import-outside-toplevel
+        args.presplit_chars = TIBETAN_PRESPLIT_CHARS if tibetan and args.model == "sentencepiece" else ""
+    elif args.presplit_chars.lower() == "none":
+        args.presplit_chars = ""
+    if args.presplit_chars and args.model != "sentencepiece":
+        raise SystemExit("--presplit_chars applies to --model sentencepiece only")
     if args.vocab_size < 10:
         raise SystemExit("--vocab_size must be at least 10")
     existing = _existing_outputs(args.output_dir)
@@ -132,15 +168,16 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
         _log.info("drawing a %d-sentence sample from %d file(s) with Beam", args.sample_sentences, len(paths))
         run_sample_pipeline(paths, args.sample_sentences, sample_path, seed=args.random_seed,
                             input_format=args.input_format, text_field=args.text_field,
-                            pipeline_args=pipeline_args)
+                            pipeline_args=pipeline_args, lang=args.lang)
         def sentences():
             return corpus.iter_sentences([sample_path], "bert")
     else:
         def sentences():
-            return corpus.iter_sentences(paths, args.input_format, args.text_field)
+            return corpus.iter_sentences(paths, args.input_format, args.text_field, lang=args.lang)
 
     if args.model == "wordpiece":
-        from vocab.train_wordpiece import bert_layout, train_wordpiece_tokens, write_wordpiece_outputs
+        from vocab.train_wordpiece import (bert_layout, check_wordpiece_size, train_wordpiece_tokens,
+                                           write_wordpiece_outputs)
         reserved = args.num_unused_before + args.num_unused_after
         if args.vocab_size - reserved - 5 < 50:
             raise SystemExit(f"--vocab_size {args.vocab_size} leaves {args.vocab_size - reserved - 5} learned tokens "
@@ -148,27 +185,42 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
         learned = train_wordpiece_tokens(sentences, args.vocab_size, args.do_lower_case, strip, reserved,
                                          min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet)
         tokens = bert_layout(learned, args.num_unused_before, args.num_unused_after)
+        check_wordpiece_size(len(tokens), args.vocab_size, args.allow_smaller_vocab, args.min_frequency)
         files = write_wordpiece_outputs(work_dir, tokens, args.do_lower_case, strip)
         vocab_path = files["vocab"]
     else:
         from vocab.train_spm import train_sentencepiece
-        files = train_sentencepiece(sentences(), work_dir, args.vocab_size, args.sp_model_type, args.do_lower_case,
-                                    strip, seed=args.random_seed, character_coverage=args.character_coverage)
+        files = train_sentencepiece(sentences, work_dir, args.vocab_size, args.sp_model_type, args.do_lower_case,
+                                    strip, seed=args.random_seed, character_coverage=args.character_coverage,
+                                    presplit_chars=args.presplit_chars, control_symbols=args.control_symbols,
+                                    user_defined_symbols=args.user_defined_symbols,
+                                    input_sentence_size=args.input_sentence_size,
+                                    shuffle_input_sentence=args.shuffle_input_sentence, pad_id=args.pad_id,
+                                    unk_id=args.unk_id, bos_id=args.bos_id, eos_id=args.eos_id,
+                                    allow_smaller_vocab=args.allow_smaller_vocab)
         vocab_path = files["model"]
     vocab = load_any_vocab(vocab_path)  # the loader's validation is the acceptance test of our own output
-    extra = {"sp_model_type": args.sp_model_type} if args.model == "sentencepiece" else {
+    extra = {"sp_model_type": args.sp_model_type, "presplit_chars": args.presplit_chars,
+             "character_coverage": args.character_coverage, "control_symbols": args.control_symbols,
+             "user_defined_symbols": args.user_defined_symbols, "input_sentence_size": args.input_sentence_size,
+             "shuffle_input_sentence": args.shuffle_input_sentence} if args.model == "sentencepiece" else {
         "num_unused_before": args.num_unused_before, "num_unused_after": args.num_unused_after,
         "min_frequency": args.min_frequency}
     config = casing.make_vocab_config(
         vocab_path, args.do_lower_case, strip, args.model, vocab.size, requested_vocab_size=args.vocab_size,
         special_ids=vocab.special_ids(), input_file=args.input_file, input_format=args.input_format,
         sample_sentences=args.sample_sentences or None, random_seed=args.random_seed,
+        lang=args.lang, allow_smaller_vocab=args.allow_smaller_vocab,
         training_seconds=round(time.time() - started, 2), **extra)
     casing.write_vocab_config(vocab_path, config)
     if sample_path and not args.keep_sample and not remote:
         os.remove(sample_path)
-    print(f"wrote {vocab.size:,}-token {args.model} vocabulary to {args.output_dir} "
-          f"({'uncased' if args.do_lower_case else 'cased'}, accents {'stripped' if strip else 'kept'}) "
+    kind = f"{args.sp_model_type} {args.model}" if args.model == "sentencepiece" else args.model
+    short = (f"; {args.vocab_size - vocab.size:,} fewer than asked (--allow_smaller_vocab)"
+             if vocab.size < args.vocab_size * 0.99 else "")
+    print(f"wrote {vocab.size:,}-token {kind} vocabulary to {args.output_dir} "
+          f"({'uncased' if args.do_lower_case else 'cased'}, accents {'stripped' if strip else 'kept'}"
+          f"{', pre-split after ' + args.presplit_chars if args.presplit_chars else ''}{short}) "
           f"in {time.time() - started:.1f}s")
     if args.heldout_file:
         _print_report(vocab_path, args.heldout_file, args.compare_vocab, (None, None), (None, None),

@@ -1,9 +1,10 @@
 """Training text for vocabularies: expand input globs (local or gs://) and stream sentences per input format."""
+import functools
 import glob
 import json
 import os
 import posixpath
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 INPUT_FORMATS = ("bert", "text", "jsonl")
 
@@ -65,14 +66,27 @@ def _iter_lines(path: str, chunk_size: int = 1 << 20) -> Iterator[str]:
             yield pending.decode("utf-8", errors="replace")
 
 
+@functools.lru_cache(maxsize=None)
+def _segmenter(lang: str):
+    from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
+    return Segmenter(lang)
+
+
 def sentences_from_line(line: str, input_format: str, text_field: str = "text",
-                        where: str = "<input>") -> List[str]:
-    """The training sentences one raw input line contributes (none for blank lines)."""
+                        where: str = "<input>", lang: Optional[str] = None) -> List[str]:
+    """The training sentences one raw input line contributes (none for blank lines).
+
+    With `lang`, text/jsonl paragraphs are split into sentences by that language's segmenter (a
+    paragraph can be a whole book, longer than SentencePiece accepts as one sentence); bert-format
+    lines are sentences already.
+    """
     line = line.lstrip("\ufeff").rstrip("\r\n")
-    if input_format in ("bert", "text"):
+    if input_format == "bert" or (input_format == "text" and not lang):
         # bert: a sentence a line; text: a paragraph a line. Either way one training "sentence".
         line = line.strip()
         return [line] if line else []
+    if input_format == "text":
+        return _segmenter(lang).split(line)
     if input_format == "jsonl":
         if not line.strip():
             return []
@@ -83,15 +97,20 @@ def sentences_from_line(line: str, input_format: str, text_field: str = "text",
         text = record.get(text_field) if isinstance(record, dict) else None
         if not isinstance(text, str):
             raise CorpusError(f"{where}: no string field {text_field!r} (use --text_field)")
-        return [p.strip() for p in text.split("\n") if p.strip()]
+        paragraphs = [p.strip() for p in text.split("\n") if p.strip()]
+        if lang:
+            split = _segmenter(lang).split
+            return [s for p in paragraphs for s in split(p)]
+        return paragraphs
     raise CorpusError(f"unknown --input_format {input_format!r} (choose from {', '.join(INPUT_FORMATS)})")
 
 
-def iter_sentences(paths: Sequence[str], input_format: str = "bert", text_field: str = "text") -> Iterator[str]:
+def iter_sentences(paths: Sequence[str], input_format: str = "bert", text_field: str = "text",
+                   lang: Optional[str] = None) -> Iterator[str]:
     """Streams every training sentence of every file, in path order (bounded memory)."""
     for path in paths:
         for lineno, line in enumerate(_iter_lines(path), start=1):
-            yield from sentences_from_line(line, input_format, text_field, where=f"{path}:{lineno}")
+            yield from sentences_from_line(line, input_format, text_field, where=f"{path}:{lineno}", lang=lang)
 
 
 def iter_keyed_sentences(paths: Sequence[str], input_format: str = "bert",

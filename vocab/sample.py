@@ -50,7 +50,7 @@ def _lenient_utf8_coder():
 
 def run_sample_pipeline(paths: Sequence[str], n: int, out_path: str, seed: int = 12345,
                         input_format: str = "bert", text_field: str = "text",
-                        pipeline_args: Optional[Sequence[str]] = None) -> None:
+                        pipeline_args: Optional[Sequence[str]] = None, lang: Optional[str] = None) -> None:
     """Reads all inputs with Beam (splittable, gs:// and .gz aware) and writes the N-sentence sample."""
     # pylint: disable=import-outside-toplevel
     import apache_beam as beam
@@ -62,7 +62,7 @@ def run_sample_pipeline(paths: Sequence[str], n: int, out_path: str, seed: int =
     def keyed(element: Tuple[str, str]):
         path, line = element
         file_key = relative_key(path, root)
-        for sentence in sentences_from_line(line, input_format, text_field, where=path):
+        for sentence in sentences_from_line(line, input_format, text_field, where=path, lang=lang):
             yield sample_key(seed, file_key, sentence), sentence
 
     options = PipelineOptions(list(pipeline_args or []))

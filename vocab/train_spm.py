@@ -1,9 +1,22 @@
-"""SentencePiece (unigram or BPE) training in ALBERT format: <pad> 0, <unk> 1, [CLS] [SEP] [MASK] 2-4."""
+"""SentencePiece (unigram, BPE, char, word) training in ALBERT format: <pad> 0, <unk> 1, [CLS] [SEP] [MASK] 2-4."""
+import collections
+import logging
 import os
 import unicodedata
-from typing import Dict, Iterable
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Union
+
+from transforms.presplit import presplit
+from vocab.vocab_file import VocabError
 
 ALBERT_USER_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
+MODEL_TYPES = ("unigram", "bpe", "char", "word")
+# A vocabulary may fall short of --vocab_size by this share before it counts as "smaller than asked".
+SIZE_TOLERANCE = 0.01
+MAX_SENTENCE_BYTES = 1 << 16
+MAX_PIECE_CHARS = 16  # SentencePiece's max_sentencepiece_length default
+SEED_PIECES = 1_000_000  # SentencePiece's seed_sentencepiece_size default
+
+_log = logging.getLogger(__name__)
 
 
 def normalize(text: str, do_lower_case: bool, do_strip_accents: bool) -> str:
@@ -16,34 +29,155 @@ def normalize(text: str, do_lower_case: bool, do_strip_accents: bool) -> str:
     return text
 
 
-def train_sentencepiece(sentences: Iterable[str], out_dir: str, vocab_size: int, model_type: str = "unigram",
-                        do_lower_case: bool = True, strip_accents: bool = False, seed: int = 12345,
-                        character_coverage: float = 0.9999, prefix: str = "spm",
-                        num_threads: int = 0) -> Dict[str, str]:
+def split_symbols(value: Union[str, Sequence[str], None]) -> tuple:
+    """spm_train's comma-separated symbol list ("[CLS],[SEP]") as a tuple; empty items dropped."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(s for s in items if s)
+
+
+def unigram_seed_pieces(units: "collections.Counter[str]", max_piece_chars: int = MAX_PIECE_CHARS,
+                        limit: int = SEED_PIECES) -> Dict[str, int]:
+    """Seed pieces for the unigram trainer: every substring (2..max_piece_chars characters) of a
+    whitespace-delimited unit that occurs at least twice, scored freq * length as SentencePiece does.
+
+    Why not SentencePiece's own seeds: the PyPI build (0.2.x, libsais suffix array over UTF-8 bytes)
+    finds 95 candidates in Tibetan vol. 33 pre-split at syllables and 1,627 in the same text mapped
+    one-to-one onto ASCII letters -- its byte-level repeats end inside the shared 3-byte UTF-8 prefixes of
+    Tibetan letters, so almost no whole-character substring is ever proposed and unigram stops at ~100
+    pieces. Units are NFKC-normalised (as the model's nmt_nfkc normaliser will see them) and get the "▁"
+    that starts every word.
+    """
+    counts: "collections.Counter[str]" = collections.Counter()
+    for unit, n in units.items():
+        w = "\u2581" + unicodedata.normalize("NFKC", unit)
+        size = len(w)
+        for i in range(size):
+            for j in range(i + 2, min(size, i + max_piece_chars) + 1):
+                counts[w[i:j]] += n
+    scored = [(n * len(p), p) for p, n in counts.items() if n >= 2]
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    return {p: s for s, p in scored[:limit]}
+
+
+class SmallerVocabError(VocabError):
+    """The trainer could not reach --vocab_size; carries the size it reached."""
+
+    def __init__(self, message: str, reached: int):
+        super().__init__(message)
+        self.reached = reached
+
+
+def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[str]]], out_dir: str,
+                        vocab_size: int, model_type: str = "unigram", do_lower_case: bool = True,
+                        strip_accents: bool = False, seed: int = 12345, character_coverage: float = 0.9999,
+                        prefix: str = "spm", num_threads: int = 0, *, presplit_chars: str = "",
+                        control_symbols: Sequence[str] = (), user_defined_symbols: Sequence[str] = (),
+                        input_sentence_size: int = 0, shuffle_input_sentence: bool = True,
+                        pad_id: int = 0, unk_id: int = 1, bos_id: int = -1, eos_id: int = -1,
+                        allow_smaller_vocab: bool = False) -> Dict[str, str]:
     """Trains DIR/PREFIX.model and DIR/PREFIX.vocab; casing is applied to the text before training.
 
     ALBERT lowercases (and optionally strips accents) before SentencePiece, so the same `normalize`
-    must be applied when encoding with this model; the casing sidecar records which.
+    must be applied when encoding with this model; the casing sidecar records which. With
+    `presplit_chars` every sentence goes through `transforms.presplit.presplit` first (pieces never
+    cross a unit), the trainer keeps whitespace runs (so the pre-split is exactly reversible) and
+    unigram gets its seed pieces from `unigram_seed_pieces`. A model more than 1 % smaller than
+    `vocab_size` raises SmallerVocabError (and is deleted) unless `allow_smaller_vocab`.
     """
     import sentencepiece as spm  # pylint: disable=import-outside-toplevel
-    if model_type not in ("unigram", "bpe"):
-        raise ValueError(f"--sp_model_type must be unigram or bpe, not {model_type!r}")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"--sp_model_type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}")
     os.makedirs(out_dir, exist_ok=True)
     model_prefix = os.path.join(out_dir, prefix)
     if hasattr(spm, "set_random_generator_seed"):
         spm.set_random_generator_seed(seed)  # sentence sampling/shuffling inside the trainer
+    control = list(split_symbols(control_symbols))
+    user = list(split_symbols(user_defined_symbols))
+    # ALBERT's pipeline needs [CLS] [SEP] [MASK]; any the caller did not place become user-defined (as before).
+    user = [s for s in ALBERT_USER_SYMBOLS if s not in control and s not in user] + user
+    stats = {"sentences": 0, "too_long": 0}
 
-    def normalized() -> Iterable[str]:
-        for s in sentences:
+    def normalized() -> Iterator[str]:
+        source = sentences() if callable(sentences) else sentences
+        for s in source:
             s = normalize(s, do_lower_case, strip_accents).strip()
-            if s:
-                yield s
+            if not s:
+                continue
+            s = presplit(s, presplit_chars)
+            stats["sentences"] += 1
+            if len(s.encode("utf-8")) > MAX_SENTENCE_BYTES:
+                stats["too_long"] += 1  # SentencePiece skips these; reported below
+            yield s
 
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(normalized()), model_prefix=model_prefix, vocab_size=vocab_size,
-        model_type=model_type, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-        pad_piece="<pad>", unk_piece="<unk>", user_defined_symbols=list(ALBERT_USER_SYMBOLS),
-        character_coverage=character_coverage, hard_vocab_limit=False,
-        max_sentence_length=1 << 16, shuffle_input_sentence=True, num_threads=num_threads or os.cpu_count() or 1,
-        minloglevel=2)
-    return {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
+    extra = {}
+    seed_file = None
+    unit_stats = None
+    if presplit_chars:
+        extra["remove_extra_whitespaces"] = False  # "།  །": the doubled space is what presplit added
+        if model_type == "unigram":
+            if not callable(sentences):
+                sentences = list(sentences)
+            units: "collections.Counter[str]" = collections.Counter()
+            for s in normalized():
+                units.update(s.split())
+            stats["sentences"] = stats["too_long"] = 0
+            unit_stats = (len(units), sum(1 for n in units.values() if n >= 2))
+            seeds = unigram_seed_pieces(units)
+            seed_file = model_prefix + ".seeds.tsv"
+            with open(seed_file, "w", encoding="utf-8") as f:
+                f.write("".join(f"{p}\t{s}\n" for p, s in seeds.items()))
+            extra["seed_sentencepieces_file"] = seed_file
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(normalized()), model_prefix=model_prefix, vocab_size=vocab_size,
+            model_type=model_type, pad_id=pad_id, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
+            pad_piece="<pad>", unk_piece="<unk>", control_symbols=control, user_defined_symbols=user,
+            character_coverage=character_coverage, hard_vocab_limit=False,
+            input_sentence_size=input_sentence_size, max_sentence_length=MAX_SENTENCE_BYTES,
+            shuffle_input_sentence=shuffle_input_sentence, num_threads=num_threads or os.cpu_count() or 1,
+            minloglevel=2, **extra)
+    except RuntimeError as e:
+        raise VocabError(f"SentencePiece training failed: {e}") from e
+    finally:
+        if seed_file and os.path.exists(seed_file):
+            os.remove(seed_file)
+    if stats["too_long"]:
+        _log.warning("%d of %d training sentences are longer than %d bytes and were skipped by SentencePiece; "
+                     "segment the text into sentences (--lang) or use --input_format bert",
+                     stats["too_long"], stats["sentences"], MAX_SENTENCE_BYTES)
+    files = {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
+    reached = spm.SentencePieceProcessor(model_file=files["model"]).get_piece_size()
+    if reached < vocab_size * (1 - SIZE_TOLERANCE) and not allow_smaller_vocab:
+        for path in files.values():
+            os.remove(path)
+        raise SmallerVocabError(_smaller_message(reached, vocab_size, model_type, presplit_chars, unit_stats,
+                                                 stats), reached)
+    return files
+
+
+def _smaller_message(reached: int, asked: int, model_type: str, presplit_chars: str,
+                     unit_stats: Optional[tuple], stats: Dict[str, int]) -> str:
+    head = (f"SentencePiece {model_type} reached only {reached:,} pieces of the {asked:,} asked for "
+            f"(more than {SIZE_TOLERANCE:.0%} short); nothing was written.")
+    if stats["sentences"] and stats["too_long"] * 2 > stats["sentences"]:
+        why = (f" Reason: {stats['too_long']:,} of {stats['sentences']:,} training 'sentences' are longer than "
+               f"{MAX_SENTENCE_BYTES:,} bytes and were skipped (whole documents?).")
+        todo = " Split the text into sentences: pass --lang (e.g. --lang bo), or --input_format bert."
+    elif model_type == "unigram" and unit_stats:
+        why = (f" Reason: pieces never cross the pre-split (--presplit_chars), and unigram keeps about one piece "
+               f"per distinct unit -- this text has {unit_stats[0]:,} distinct units, {unit_stats[1]:,} of them "
+               f"occurring twice or more; shorter pieces lose out to whole units in EM.")
+        todo = (" To get a larger vocabulary: --sp_model_type bpe (keeps the sub-unit merges), more text (more "
+                "distinct syllables), or --presplit_chars without ་ ༌ so pieces may span syllables.")
+    elif model_type == "bpe":
+        why = " Reason: BPE ran out of symbol pairs that occur at least twice."
+        todo = " Use more text or a smaller --vocab_size."
+    elif model_type == "char":
+        why = " Reason: a char model has one piece per distinct character (after --character_coverage)."
+        todo = " Ask for that size, or use unigram/bpe."
+    else:
+        why = " Reason: the text has too few distinct pieces for this model type."
+        todo = " Use more text, a smaller --vocab_size" + (" or --sp_model_type bpe." if model_type != "bpe" else ".")
+    return head + why + todo + f" --allow_smaller_vocab writes the {reached:,}-piece model anyway."

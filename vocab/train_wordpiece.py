@@ -104,3 +104,16 @@ def write_wordpiece_outputs(out_dir: str, tokens: Sequence[str], do_lower_case: 
                    "strip_accents": bool(strip_accents), "model_max_length": 512}, f, indent=2)
         f.write("\n")
     return {"vocab": vocab_path, "tokenizer_json": tokenizer_path, "tokenizer_config": hf_config_path}
+
+
+def check_wordpiece_size(size: int, asked: int, allow_smaller_vocab: bool = False, min_frequency: int = 2) -> None:
+    """Stops (VocabError) when vocab.txt would be more than 1 % smaller than --vocab_size, unless allowed."""
+    from vocab.vocab_file import VocabError  # pylint: disable=import-outside-toplevel
+    if size >= asked * 0.99 or allow_smaller_vocab:
+        return
+    raise VocabError(
+        f"WordPiece reached only {size:,} tokens of the {asked:,} asked for (more than 1% short); nothing was "
+        f"written. Reason: the text has too few distinct characters and words occurring at least "
+        f"--min_frequency={min_frequency} times to merge into more tokens. Use more text, a lower "
+        f"--min_frequency or a smaller --vocab_size; --allow_smaller_vocab writes the {size:,}-token "
+        f"vocabulary anyway.")
