@@ -377,10 +377,10 @@ _BO_TSHEG = re.compile("[" + _BO_TSHEGS + "]")
 _BO_CLAUSE_ENDS = frozenset("ཏེ སྟེ དེ ནས ཅིང ཞིང ཤིང ཀྱང ཡང འང ནི ཞེས ན དང".split())
 
 # Longest segment, in syllables, before a clause chain is cut at its syllable boundaries. Measured on
-# Derge Kangyur vol. 33 (bench/bench_segment.py --tibetan): shad-delimited sentences have a median of
-# 14 syllables, p99 90, p99.9 131, max 194; 100 syllables cut 0.5 % of them and, at the ~1.0-1.1 pieces
-# per syllable of a 3k-30k vocabulary, leaves a segment that fits one 128-token sequence with its
-# [CLS]/[SEP] (the seed's max_seq_length).
+# Derge Kangyur vol. 33 (bench/bench_segment.py --tibetan): shad-delimited sentences have a median of 22
+# syllables, p99 99, p99.9 148, max 194. A 3,000-piece vocabulary of that volume (pre-split at syllables)
+# gives 1.04 pieces per syllable, so 100 syllables -- which cuts 0.9 % of the sentences -- keeps every
+# segment within one 128-token sequence (the seed's max_seq_length) with [CLS]/[SEP]: 102 tokens at most.
 TIBETAN_MAX_SYLLABLES = 100
 
 

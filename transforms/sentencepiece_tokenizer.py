@@ -9,6 +9,9 @@ Text handling (documented choice):
   non-zero canonical combining class is dropped (accents), then lower case; the ids are `encode()` of that.
   `albert_preprocess=True` applies the same preprocessing without lower-casing to cased text (ALBERT
   applies it whatever the casing); `albert_preprocess=False` turns it off (lower-casing only).
+- Pre-split (Tibetan syllables): when the model's vocab_config.json records `presplit_chars` (written by
+  `bertbeam vocab --presplit_chars`, default with --lang bo), `transforms.presplit.presplit` runs on each
+  line after the preprocessing above, exactly as it did on the training text; `decode_pieces` undoes it.
   Not done: HF AlbertTokenizer's extra ``/'' -> " quote rewrite (google-research/albert does not do it)
   and ALBERT `encode_pieces`' re-split of pieces like "▁1990," (ids stay sentencepiece's own).
 """
@@ -20,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from transforms.presplit import decode_pieces, presplit_lines
 from vocab.vocab_file import Vocab, vocab_from_tokens
 
 ALBERT_PIECES = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
@@ -64,11 +68,19 @@ def albert_preprocess_lines(lines: Sequence[str], lower: bool) -> List[str]:
     return out
 
 
+def model_presplit_chars(model_file: str) -> str:
+    """The pre-split recorded next to a SentencePiece model (vocab_config.json), "" when none is."""
+    from vocab.casing import read_vocab_config  # pylint: disable=import-outside-toplevel
+    config = read_vocab_config(model_file) or {}
+    chars = config.get("presplit_chars") or ""
+    return chars if isinstance(chars, str) else ""
+
+
 class SentencePieceTokenizer:
     """`tokenize_lines(lines) -> (flat int32 ids, int64 row_splits)` and `.vocab` for a .model file."""
 
     def __init__(self, model_file: str, do_lower_case: bool = False, albert_preprocess: Optional[bool] = None,
-                 require_albert_pieces: bool = True):
+                 require_albert_pieces: bool = True, presplit_chars: Optional[str] = None):
         import sentencepiece as spm  # pylint: disable=import-outside-toplevel
         data = _read_model_bytes(model_file)
         if not data:
@@ -88,14 +100,26 @@ class SentencePieceTokenizer:
         self.albert_preprocess = self.do_lower_case if albert_preprocess is None else bool(albert_preprocess)
         self.vocab: Vocab = vocab_from_tokens(pieces, path=model_file, kind="sentencepiece",
                                               sha256=hashlib.sha256(data).hexdigest())
+        # None: whatever the model was trained with (its sidecar); "" turns the pre-split off.
+        self.presplit_chars = model_presplit_chars(model_file) if presplit_chars is None else presplit_chars
 
     def preprocess(self, lines: Sequence[str]) -> List[str]:
         """The text handed to sentencepiece (see the module docstring)."""
         if self.albert_preprocess:
-            return albert_preprocess_lines(lines, self.do_lower_case)
-        if self.do_lower_case:
-            return [x.lower() for x in lines]
-        return list(lines)
+            out = albert_preprocess_lines(lines, self.do_lower_case)
+        elif self.do_lower_case:
+            out = [x.lower() for x in lines]
+        else:
+            out = list(lines)
+        if self.presplit_chars:
+            out = presplit_lines(out, self.presplit_chars)
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids` (specials dropped) with the pre-split undone: the inverse of `tokenize_lines`
+        up to the model's normaliser and the casing/accent preprocessing."""
+        pieces = [self.vocab.tokens[i] for i in ids if not self._sp.is_control(int(i))]
+        return decode_pieces(pieces, self.presplit_chars)
 
     def tokenize_lines(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Token ids of many lines: flat int32 ids and int64 row_splits of length len(lines) + 1."""

@@ -92,7 +92,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit_alphabet", type=int, default=1000, help="WordPiece: most initial characters kept")
     p.add_argument("--num_unused_before", type=int, default=99, help="[unusedN] slots between [PAD] and [UNK]")
     p.add_argument("--num_unused_after", type=int, default=100, help="[unusedN] slots after [MASK]")
-    p.add_argument("--character_coverage", type=float, default=0.9999, help="SentencePiece character coverage")
+    p.add_argument("--character_coverage", type=float, default=None,
+                   help="SentencePiece character coverage (default 0.9999; 1.0 with --lang bo: a ~70-letter "
+                        "alphabet whose rare yig mgo heads would otherwise become <unk>)")
     p.add_argument("--heldout_file", default=None, help="report on this text after training")
     p.add_argument("--compare_vocab", default=None, help="vocabulary to compare with in the report")
     p.add_argument("--overwrite", type=parse_bool, default=False)
@@ -141,6 +143,8 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
     if args.do_lower_case is None:
         args.do_lower_case = not tibetan
     strip = args.do_lower_case if args.strip_accents is None else args.strip_accents
+    if args.character_coverage is None:
+        args.character_coverage = 1.0 if tibetan else 0.9999
     if args.presplit_chars is None:
         from transforms.presplit import TIBETAN_PRESPLIT_CHARS  # pylint: disable=import-outside-toplevel
         args.presplit_chars = TIBETAN_PRESPLIT_CHARS if tibetan and args.model == "sentencepiece" else ""

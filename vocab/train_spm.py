@@ -97,7 +97,7 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
     user = list(split_symbols(user_defined_symbols))
     # ALBERT's pipeline needs [CLS] [SEP] [MASK]; any the caller did not place become user-defined (as before).
     user = [s for s in ALBERT_USER_SYMBOLS if s not in control and s not in user] + user
-    stats = {"sentences": 0, "too_long": 0}
+    stats = {"sentences": 0, "too_long": 0, "bytes": 0, "too_long_bytes": 0}
 
     def normalized() -> Iterator[str]:
         source = sentences() if callable(sentences) else sentences
@@ -106,9 +106,12 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
             if not s:
                 continue
             s = presplit(s, presplit_chars)
+            size = len(s.encode("utf-8"))
             stats["sentences"] += 1
-            if len(s.encode("utf-8")) > MAX_SENTENCE_BYTES:
+            stats["bytes"] += size
+            if size > MAX_SENTENCE_BYTES:
                 stats["too_long"] += 1  # SentencePiece skips these; reported below
+                stats["too_long_bytes"] += size
             yield s
 
     extra = {}
@@ -122,7 +125,7 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
             units: "collections.Counter[str]" = collections.Counter()
             for s in normalized():
                 units.update(s.split())
-            stats["sentences"] = stats["too_long"] = 0
+            stats.update({k: 0 for k in stats})
             unit_stats = (len(units), sum(1 for n in units.values() if n >= 2))
             seeds = unigram_seed_pieces(units)
             seed_file = model_prefix + ".seeds.tsv"
@@ -144,9 +147,10 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
         if seed_file and os.path.exists(seed_file):
             os.remove(seed_file)
     if stats["too_long"]:
-        _log.warning("%d of %d training sentences are longer than %d bytes and were skipped by SentencePiece; "
-                     "segment the text into sentences (--lang) or use --input_format bert",
-                     stats["too_long"], stats["sentences"], MAX_SENTENCE_BYTES)
+        _log.warning("%d of %d training sentences (%.1f%% of the text) are longer than %d bytes and were skipped "
+                     "by SentencePiece; segment the text into sentences (--lang) or use --input_format bert",
+                     stats["too_long"], stats["sentences"], 100 * stats["too_long_bytes"] / stats["bytes"],
+                     MAX_SENTENCE_BYTES)
     files = {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
     reached = spm.SentencePieceProcessor(model_file=files["model"]).get_piece_size()
     if reached < vocab_size * (1 - SIZE_TOLERANCE) and not allow_smaller_vocab:
@@ -161,8 +165,9 @@ def _smaller_message(reached: int, asked: int, model_type: str, presplit_chars: 
                      unit_stats: Optional[tuple], stats: Dict[str, int]) -> str:
     head = (f"SentencePiece {model_type} reached only {reached:,} pieces of the {asked:,} asked for "
             f"(more than {SIZE_TOLERANCE:.0%} short); nothing was written.")
-    if stats["sentences"] and stats["too_long"] * 2 > stats["sentences"]:
-        why = (f" Reason: {stats['too_long']:,} of {stats['sentences']:,} training 'sentences' are longer than "
+    if stats["bytes"] and stats["too_long_bytes"] * 2 > stats["bytes"]:
+        why = (f" Reason: {stats['too_long']:,} of {stats['sentences']:,} training 'sentences', "
+               f"{stats['too_long_bytes'] / stats['bytes']:.1%} of the text, are longer than "
                f"{MAX_SENTENCE_BYTES:,} bytes and were skipped (whole documents?).")
         todo = " Split the text into sentences: pass --lang (e.g. --lang bo), or --input_format bert."
     elif model_type == "unigram" and unit_stats:
@@ -171,6 +176,11 @@ def _smaller_message(reached: int, asked: int, model_type: str, presplit_chars: 
                f"occurring twice or more; shorter pieces lose out to whole units in EM.")
         todo = (" To get a larger vocabulary: --sp_model_type bpe (keeps the sub-unit merges), more text (more "
                 "distinct syllables), or --presplit_chars without ་ ༌ so pieces may span syllables.")
+    elif model_type == "unigram":
+        why = (" Reason: the text has too few distinct pieces, or SentencePiece's seed extraction proposed too "
+               "few: in scripts whose characters share UTF-8 lead bytes (Tibetan) it finds almost none.")
+        todo = (" Use more text, a smaller --vocab_size, --sp_model_type bpe, or --presplit_chars (set by "
+                "--lang bo), which makes bertbeam compute the unigram seed pieces itself.")
     elif model_type == "bpe":
         why = " Reason: BPE ran out of symbol pairs that occur at least twice."
         todo = " Use more text or a smaller --vocab_size."

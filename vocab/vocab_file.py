@@ -59,21 +59,51 @@ class Vocab:
     def continuation_mask(self) -> np.ndarray:
         """Boolean per id: True where the token continues a word (cannot start a whole-word span)."""
         if self.kind == "sentencepiece":
-            return np.array([not _albert_starts_word(t) for t in self.tokens], dtype=bool)
-        return np.array([t.startswith("##") for t in self.tokens], dtype=bool)
+            syllable_pieces = _syllable_presplit(self.tokens)
+            return np.array([not _albert_starts_word(t, syllable_pieces) for t in self.tokens], dtype=bool)
+        # BERT's tokenizer splits a Tibetan tsheg off as punctuation; it still closes the syllable before it.
+        return np.array([t.startswith("##") or t in _TSHEG_TOKENS for t in self.tokens], dtype=bool)
 
 
 _ASCII_PUNCTUATION = frozenset('!"#$%&\'()*+,-./:;?@[\\]^_`{|}~')
 _ENGLISH_OR_PUNCTUATION = frozenset("abcdefghijklmnopqrstuvwxyz") | _ASCII_PUNCTUATION
 
 
-def _albert_starts_word(piece: str) -> bool:
+_TSHEGS = "\u0f0b\u0f0c"
+_TSHEG_TOKENS = frozenset(("\u0f0b", "\u0f0c", "##\u0f0b", "##\u0f0c"))
+
+
+def _is_tibetan(ch: str) -> bool:
+    return "\u0f00" <= ch <= "\u0fff"
+
+
+def _syllable_presplit(pieces) -> bool:
+    """True when the model's Tibetan pieces never run past a tsheg (a model trained on text pre-split at
+    syllables, `bertbeam vocab --lang bo`): there every syllable starts with "▁", so a Tibetan piece
+    without it continues a syllable. False when there are no Tibetan pieces or some span syllables."""
+    seen = False
+    for p in pieces:
+        body = p.lstrip("\u2581")
+        if body and _is_tibetan(body[0]):
+            seen = True
+            for t in _TSHEGS:
+                k = body.find(t)
+                if 0 <= k < len(body) - 1:
+                    return False
+    return seen
+
+
+def _albert_starts_word(piece: str, syllable_pieces: bool = False) -> bool:
     """google-research/albert's rule for SentencePiece word starts (`_is_start_piece_sp`): a piece
     starting with "▁" or "<", a punctuation piece, or any piece with a character outside a-z and ASCII
     punctuation (ALBERT treats such "foreign" pieces as whole words). Special tokens ([CLS], <pad>, ...)
-    also start a unit here; they are never maskable anyway."""
+    also start a unit here; they are never maskable anyway. In a syllable-pre-split Tibetan model
+    (`syllable_pieces`) the word unit is the syllable with its tsheg: a Tibetan piece without "▁"
+    continues one."""
     if piece.startswith(("\u2581", "<", "[")) or piece in _ASCII_PUNCTUATION:
         return True
+    if syllable_pieces and _is_tibetan(piece[0]):
+        return False
     return any(ch.lower() not in _ENGLISH_OR_PUNCTUATION for ch in piece)
 
 
