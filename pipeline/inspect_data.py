@@ -27,6 +27,32 @@ def _load_tokens(manifest: Dict[str, Any], vocab_file: Optional[str]) -> Optiona
         return None
 
 
+def _presplit_chars(manifest: Dict[str, Any], vocab_file: Optional[str]) -> Optional[str]:
+    """The SentencePiece model's recorded pre-split ("" none); None for WordPiece (no text decoding)."""
+    path = vocab_file or manifest.get("vocab", {}).get("path")
+    if not path or manifest.get("vocab", {}).get("kind") != "sentencepiece":
+        return None
+    try:
+        from transforms.sentencepiece_tokenizer import model_presplit_chars  # pylint: disable=C0415
+        return model_presplit_chars(path)
+    except Exception:  # pylint: disable=broad-except  # still decodable without the sidecar
+        return ""
+
+
+def decode_segments(ids: List[int], tokens: List[str], presplit_chars: str,
+                    specials: Sequence[str] = ("[CLS]", "[SEP]", "<pad>", "[PAD]")) -> List[str]:
+    """The text of each segment ([SEP]-separated) of SentencePiece ids, pre-split undone."""
+    from transforms.presplit import decode_pieces  # pylint: disable=import-outside-toplevel
+    segments: List[List[str]] = [[]]
+    for i in ids:
+        piece = tokens[i] if 0 <= i < len(tokens) else "<unk>"
+        if piece == "[SEP]":
+            segments.append([])
+        elif piece not in specials:
+            segments[-1].append(piece)
+    return [decode_pieces(seg, presplit_chars) for seg in segments if seg]
+
+
 def summary_lines(manifest: Dict[str, Any]) -> List[str]:
     train = manifest["counts"]["train"]
     docs = manifest.get("documents", {})
@@ -45,7 +71,8 @@ def summary_lines(manifest: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def format_instance(index: int, features: Dict[str, np.ndarray], tokens: Optional[List[str]]) -> List[str]:
+def format_instance(index: int, features: Dict[str, np.ndarray], tokens: Optional[List[str]],
+                    presplit_chars: Optional[str] = None) -> List[str]:
     def name(i: int) -> str:
         return tokens[i] if tokens is not None and 0 <= i < len(tokens) else str(i)
 
@@ -64,6 +91,15 @@ def format_instance(index: int, features: Dict[str, np.ndarray], tokens: Optiona
         out.append("masked_lm_positions: " + " ".join(map(str, positions)))
         out.append("masked_lm_labels: " + " ".join(name(i) for i in labels))
         out.append("masked_lm_shown_as: " + " ".join(name(ids[p]) for p in positions))
+    if tokens is not None and presplit_chars is not None:
+        # SentencePiece: the text back, with the masked positions' labels put back in.
+        original = list(ids)
+        if "masked_lm_positions" in features:
+            for p, label in zip(positions, labels):
+                if 0 <= p < len(original):
+                    original[p] = label
+        for k, text in enumerate(decode_segments(original, tokens, presplit_chars)):
+            out.append(f"text {'AB'[k] if k < 2 else k}: {text}")
     if "word_starts" in features:
         out.append("word_starts: " + "".join(str(int(s)) for s in features["word_starts"][:n]))
     if "next_sentence_labels" in features:
@@ -85,11 +121,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print("\n".join(summary_lines(manifest)))
     tokens = _load_tokens(manifest, args.vocab_file)
+    presplit_chars = _presplit_chars(manifest, args.vocab_file)
     compression = manifest.get("compression")
     shards = [fileio.join(args.output_dir, s["path"]) for s in manifest.get("shards", []) if s["num_instances"]]
     records = itertools.chain.from_iterable(read_records_from_path(p, compression) for p in shards)
     for index, record in enumerate(itertools.islice(records, args.num_instances)):
-        print("\n".join(format_instance(index, decode_example(record), tokens)))
+        print("\n".join(format_instance(index, decode_example(record), tokens, presplit_chars)))
     return 0
 
 
