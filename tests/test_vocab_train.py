@@ -34,7 +34,8 @@ def _corpus(tmp_path: Path, n: int = 400) -> str:
 
 def _train(tmp_path: Path, *flags: str, name: str = "out") -> Path:
     out = tmp_path / name
-    rc = cli.main(["--input_file", _corpus(tmp_path), "--output_dir", str(out), *flags])
+    # These corpora are too small for most sizes asked; the size check has its own test (test_tibetan.py).
+    rc = cli.main(["--input_file", _corpus(tmp_path), "--output_dir", str(out), *flags, "--allow_smaller_vocab"])
     assert rc == 0
     return out
 

@@ -9,9 +9,9 @@ Text handling (documented choice):
   non-zero canonical combining class is dropped (accents), then lower case; the ids are `encode()` of that.
   `albert_preprocess=True` applies the same preprocessing without lower-casing to cased text (ALBERT
   applies it whatever the casing); `albert_preprocess=False` turns it off (lower-casing only).
-- Pre-split (Tibetan syllables): when the model's vocab_config.json records `presplit_chars` (written by
-  `bertbeam vocab --presplit_chars`, default with --lang bo), `transforms.presplit.presplit` runs on each
-  line after the preprocessing above, exactly as it did on the training text; `decode_pieces` undoes it.
+- Pre-split (Tibetan syllables): with `presplit_chars` (the pipeline passes what the model's vocab_config.json
+  records, written by `bertbeam vocab --presplit_chars`, default with --lang bo), `transforms.presplit.presplit`
+  runs on each line after the preprocessing above, exactly as it did on the training text; `decode` undoes it.
   Not done: HF AlbertTokenizer's extra ``/'' -> " quote rewrite (google-research/albert does not do it)
   and ALBERT `encode_pieces`' re-split of pieces like "▁1990," (ids stay sentencepiece's own).
 """
@@ -100,8 +100,8 @@ class SentencePieceTokenizer:
         self.albert_preprocess = self.do_lower_case if albert_preprocess is None else bool(albert_preprocess)
         self.vocab: Vocab = vocab_from_tokens(pieces, path=model_file, kind="sentencepiece",
                                               sha256=hashlib.sha256(data).hexdigest())
-        # None: whatever the model was trained with (its sidecar); "" turns the pre-split off.
-        self.presplit_chars = model_presplit_chars(model_file) if presplit_chars is None else presplit_chars
+        # tokenizer_factory.load_tokenizer passes the model's recorded pre-split (model_presplit_chars).
+        self.presplit_chars = presplit_chars or ""
 
     def preprocess(self, lines: Sequence[str]) -> List[str]:
         """The text handed to sentencepiece (see the module docstring)."""

@@ -11,6 +11,7 @@ class TokenizerSpec:
     spm_model_file: Optional[str] = None
     do_lower_case: bool = True
     strip_accents: Optional[bool] = None  # None: follow do_lower_case, as BERT does
+    presplit_chars: Optional[str] = None  # SentencePiece; None: as the model's vocab_config.json records
 
     @property
     def kind(self) -> str:
@@ -20,7 +21,12 @@ class TokenizerSpec:
 def load_tokenizer(spec: TokenizerSpec):
     """An object with `.tokenize_lines(lines) -> (flat_ids, row_splits)` and `.vocab`."""
     if spec.spm_model_file:
-        from transforms.sentencepiece_tokenizer import SentencePieceTokenizer  # pylint: disable=import-outside-toplevel
-        return SentencePieceTokenizer(spec.spm_model_file, do_lower_case=spec.do_lower_case)
+        # pylint: disable=import-outside-toplevel
+        from transforms.sentencepiece_tokenizer import SentencePieceTokenizer, model_presplit_chars
+        presplit_chars = spec.presplit_chars
+        if presplit_chars is None:
+            presplit_chars = model_presplit_chars(spec.spm_model_file)
+        return SentencePieceTokenizer(spec.spm_model_file, do_lower_case=spec.do_lower_case,
+                                      presplit_chars=presplit_chars)
     from transforms.wordpiece import WordPieceTokenizer  # pylint: disable=import-outside-toplevel
     return WordPieceTokenizer(spec.vocab_file, do_lower_case=spec.do_lower_case, strip_accents=spec.strip_accents)
