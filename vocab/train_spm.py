@@ -142,6 +142,9 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
             shuffle_input_sentence=shuffle_input_sentence, num_threads=num_threads or os.cpu_count() or 1,
             minloglevel=2, **extra)
     except RuntimeError as e:
+        if stats["sentences"] and stats["too_long"] == stats["sentences"]:  # nothing was short enough
+            raise SmallerVocabError(_smaller_message(0, vocab_size, model_type, presplit_chars, unit_stats, stats),
+                                    0) from e
         raise VocabError(f"SentencePiece training failed: {e}") from e
     finally:
         if seed_file and os.path.exists(seed_file):
