@@ -15,6 +15,10 @@ SIZE_TOLERANCE = 0.01
 MAX_SENTENCE_BYTES = 1 << 16
 MAX_PIECE_CHARS = 16  # SentencePiece's max_sentencepiece_length default
 SEED_PIECES = 1_000_000  # SentencePiece's seed_sentencepiece_size default
+# Characters of distinct units whose substrings are enumerated for seeds (most frequent units first):
+# bounds time and memory when units are long (a pre-split without the tsheg leaves whole clauses;
+# Kangyur vol. 33, 1.1 M characters, takes about a minute). Syllables never come near it.
+SEED_UNIT_CHARS = 4_000_000
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def split_symbols(value: Union[str, Sequence[str], None]) -> tuple:
 
 
 def unigram_seed_pieces(units: "collections.Counter[str]", max_piece_chars: int = MAX_PIECE_CHARS,
-                        limit: int = SEED_PIECES) -> Dict[str, int]:
+                        limit: int = SEED_PIECES, max_unit_chars: int = SEED_UNIT_CHARS) -> Dict[str, int]:
     """Seed pieces for the unigram trainer: every substring (2..max_piece_chars characters) of a
     whitespace-delimited unit that occurs at least twice, scored freq * length as SentencePiece does.
 
@@ -50,7 +54,12 @@ def unigram_seed_pieces(units: "collections.Counter[str]", max_piece_chars: int 
     that starts every word.
     """
     counts: "collections.Counter[str]" = collections.Counter()
-    for unit, n in units.items():
+    budget = max_unit_chars
+    for unit, n in sorted(units.items(), key=lambda kv: (-kv[1], kv[0])):
+        budget -= len(unit)
+        if budget < 0:
+            _log.info("unigram seeds: enumerated the most frequent units up to %d characters", max_unit_chars)
+            break
         w = "\u2581" + unicodedata.normalize("NFKC", unit)
         size = len(w)
         for i in range(size):
