@@ -3,6 +3,7 @@ import dataclasses
 import json
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from transforms.presplit import presplit
 from vocab.casing import check_casing
 from vocab.spm_model import is_spm_path, load_any_vocab
 from transforms.wordpiece import REFERENCE_MAX_INPUT_CHARS_PER_WORD, basic_tokenize, wordpiece_word
@@ -84,8 +85,17 @@ def _spm_splitter(path: str, lower: bool, strip: bool) -> Callable[[str], List[s
 
 def report_vocab(vocab_file: str, lines: Iterable[str], do_lower_case: Optional[bool] = None,
                  strip_accents: Optional[bool] = None) -> VocabReport:
-    """Tokenizes every whitespace word of `lines` with the vocabulary (casing from flags or its sidecar)."""
+    """Tokenizes every whitespace word of `lines` with the vocabulary (casing from flags or its sidecar).
+
+    A SentencePiece model trained with a pre-split (vocab_config.json `presplit_chars`, Tibetan) is fed
+    the pre-split text, so its "words" are the pre-split units (syllables) and pieces per word is pieces
+    per syllable.
+    """
     vocab = load_any_vocab(vocab_file)
+    presplit_chars = ""
+    if is_spm_path(vocab_file):
+        from transforms.sentencepiece_tokenizer import model_presplit_chars  # pylint: disable=C0415
+        presplit_chars = model_presplit_chars(vocab_file)
     lower, strip = check_casing(vocab_file, do_lower_case, strip_accents)
     if is_spm_path(vocab_file):
         split = _spm_splitter(vocab_file, lower, strip)
@@ -100,7 +110,7 @@ def report_vocab(vocab_file: str, lines: Iterable[str], do_lower_case: Optional[
             continue
         rep.lines += 1
         # Tokenizing word by word equals tokenizing the line: both tokenizers split on whitespace first.
-        for word in line.split():
+        for word in presplit(line, presplit_chars).split():
             hit = cache.get(word)
             if hit is None:
                 hit = (split(word), len(basic_tokenize(word, lower, strip)))
