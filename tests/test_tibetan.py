@@ -176,6 +176,12 @@ def test_vocab_cli_lang_bo_records_presplit_and_encodes_with_it(tmp_path, kangyu
     cls, sep = tok.vocab.cls_id, tok.vocab.sep_id
     row = [cls] + list(ids[splits[3]:splits[4]]) + [sep] + list(ids[splits[4]:splits[5]]) + [sep]
     assert decode_segments(row, list(tok.vocab.tokens), tok.presplit_chars) == bo_sentences[3:5]
+    # vocab report counts pre-split units (syllables), so pieces per word is pieces per syllable
+    from vocab.report import report_vocab
+    rep = report_vocab(str(out / "spm.model"), bo_sentences[:200])
+    assert rep.words == sum(len(presplit(x, TIBETAN_PRESPLIT_CHARS).split()) for x in bo_sentences[:200])
+    ids = tok.tokenize_lines(bo_sentences[:200])[0]
+    assert rep.pieces == sum(tok.vocab.tokens[i] != "\u2581" for i in ids)  # the lone "▁" of an original space
 
 
 def test_vocab_cli_too_small_is_an_error_and_allow_writes(tmp_path, kangyur_jsonl, capsys):
