@@ -220,3 +220,15 @@ def test_word_start_rules_for_tibetan_pieces():
     wp = vocab_from_tokens(["[PAD]", "བརྒྱད", "##ད", "་", "།", "##a"])
     assert wp.continuation_mask().tolist() == [False, False, True, True, False, True]
     assert np.array_equal(wp.continuation_mask(), wp.continuation_mask())
+
+
+def test_unigram_without_presplit_falls_back_to_bertbeam_seeds(tmp_path, bo_sentences):
+    import sentencepiece as spm
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(bo_sentences), model_prefix=str(tmp_path / "native"),
+                                   vocab_size=900, model_type="unigram", hard_vocab_limit=False,
+                                   character_coverage=1.0, minloglevel=2)
+    native = spm.SentencePieceProcessor(model_file=str(tmp_path / "native.model")).get_piece_size()
+    files = train_sentencepiece(bo_sentences, str(tmp_path / "ours"), 900, "unigram", False, False,
+                                character_coverage=1.0, allow_smaller_vocab=True)
+    ours = spm.SentencePieceProcessor(model_file=files["model"]).get_piece_size()
+    assert native < 300 and ours >= 891  # SentencePiece alone: 95 pieces here

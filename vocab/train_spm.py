@@ -3,7 +3,7 @@ import collections
 import logging
 import os
 import unicodedata
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from transforms.presplit import presplit
 from vocab.vocab_file import VocabError
@@ -92,7 +92,8 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
     must be applied when encoding with this model; the casing sidecar records which. With
     `presplit_chars` every sentence goes through `transforms.presplit.presplit` first (pieces never
     cross a unit), the trainer keeps whitespace runs (so the pre-split is exactly reversible) and
-    unigram gets its seed pieces from `unigram_seed_pieces`. A model more than 1 % smaller than
+    unigram gets its seed pieces from `unigram_seed_pieces` (without a pre-split, unigram falls back to
+    them when SentencePiece's own seeds leave it short). A model more than 1 % smaller than
     `vocab_size` raises SmallerVocabError (and is deleted) unless `allow_smaller_vocab`.
     """
     import sentencepiece as spm  # pylint: disable=import-outside-toplevel
@@ -124,51 +125,73 @@ def train_sentencepiece(sentences: Union[Iterable[str], Callable[[], Iterable[st
             yield s
 
     extra = {}
-    seed_file = None
-    unit_stats = None
     if presplit_chars:
         extra["remove_extra_whitespaces"] = False  # "།  །": the doubled space is what presplit added
-        if model_type == "unigram":
-            if not callable(sentences):
-                sentences = list(sentences)
+    if model_type == "unigram" and not callable(sentences):
+        sentences = list(sentences)  # read twice: seed pieces, then training
+    unit_stats: List[Optional[tuple]] = [None]
+
+    def train(prefix_path: str, own_seeds: bool) -> int:
+        """One trainer run into prefix_path.{model,vocab}; returns the pieces it reached."""
+        run_extra = dict(extra)
+        seed_file = None
+        if own_seeds:
             units: "collections.Counter[str]" = collections.Counter()
             for s in normalized():
                 units.update(s.split())
-            stats.update({k: 0 for k in stats})
-            unit_stats = (len(units), sum(1 for n in units.values() if n >= 2))
-            seeds = unigram_seed_pieces(units)
-            seed_file = model_prefix + ".seeds.tsv"
+            unit_stats[0] = (len(units), sum(1 for n in units.values() if n >= 2))
+            seed_file = prefix_path + ".seeds.tsv"
             with open(seed_file, "w", encoding="utf-8") as f:
-                f.write("".join(f"{p}\t{s}\n" for p, s in seeds.items()))
-            extra["seed_sentencepieces_file"] = seed_file
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(normalized()), model_prefix=model_prefix, vocab_size=vocab_size,
-            model_type=model_type, pad_id=pad_id, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
-            pad_piece="<pad>", unk_piece="<unk>", control_symbols=control, user_defined_symbols=user,
-            character_coverage=character_coverage, hard_vocab_limit=False,
-            input_sentence_size=input_sentence_size, max_sentence_length=MAX_SENTENCE_BYTES,
-            shuffle_input_sentence=shuffle_input_sentence, num_threads=num_threads or os.cpu_count() or 1,
-            minloglevel=2, **extra)
-    except RuntimeError as e:
-        if stats["sentences"] and stats["too_long"] == stats["sentences"]:  # nothing was short enough
-            raise SmallerVocabError(_smaller_message(0, vocab_size, model_type, presplit_chars, unit_stats, stats),
-                                    0) from e
-        raise VocabError(f"SentencePiece training failed: {e}") from e
-    finally:
-        if seed_file and os.path.exists(seed_file):
-            os.remove(seed_file)
+                f.write("".join(f"{p}\t{sc}\n" for p, sc in unigram_seed_pieces(units).items()))
+            run_extra["seed_sentencepieces_file"] = seed_file
+        stats.update({k: 0 for k in stats})
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(normalized()), model_prefix=prefix_path, vocab_size=vocab_size,
+                model_type=model_type, pad_id=pad_id, unk_id=unk_id, bos_id=bos_id, eos_id=eos_id,
+                pad_piece="<pad>", unk_piece="<unk>", control_symbols=control, user_defined_symbols=user,
+                character_coverage=character_coverage, hard_vocab_limit=False,
+                input_sentence_size=input_sentence_size, max_sentence_length=MAX_SENTENCE_BYTES,
+                shuffle_input_sentence=shuffle_input_sentence, num_threads=num_threads or os.cpu_count() or 1,
+                minloglevel=2, **run_extra)
+        except RuntimeError as e:
+            if stats["sentences"] and stats["too_long"] == stats["sentences"]:  # nothing was short enough
+                raise SmallerVocabError(_smaller_message(0, vocab_size, model_type, presplit_chars, None, stats),
+                                        0) from e
+            raise VocabError(f"SentencePiece training failed: {e}") from e
+        finally:
+            if seed_file and os.path.exists(seed_file):
+                os.remove(seed_file)
+        return spm.SentencePieceProcessor(model_file=prefix_path + ".model").get_piece_size()
+
+    files = {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
+    own = model_type == "unigram" and bool(presplit_chars)
+    reached = train(model_prefix, own)
+    short = reached < vocab_size * (1 - SIZE_TOLERANCE)
+    if short and model_type == "unigram" and not own and stats["too_long_bytes"] * 2 <= stats["bytes"]:
+        # SentencePiece's own seed extraction may have stalled (scripts with shared UTF-8 lead bytes):
+        # try bertbeam's seed pieces and keep whichever model is larger.
+        _log.info("unigram reached %d of %d pieces with SentencePiece's seed pieces; retrying with bertbeam's",
+                  reached, vocab_size)
+        retry = model_prefix + ".retry"
+        again = train(retry, True)
+        if again > reached:
+            for ext in ("model", "vocab"):
+                os.replace(f"{retry}.{ext}", files[ext])
+            reached = again
+        else:
+            for ext in ("model", "vocab"):
+                os.remove(f"{retry}.{ext}")
+        short = reached < vocab_size * (1 - SIZE_TOLERANCE)
     if stats["too_long"]:
         _log.warning("%d of %d training sentences (%.1f%% of the text) are longer than %d bytes and were skipped "
                      "by SentencePiece; segment the text into sentences (--lang) or use --input_format bert",
                      stats["too_long"], stats["sentences"], 100 * stats["too_long_bytes"] / stats["bytes"],
                      MAX_SENTENCE_BYTES)
-    files = {"model": model_prefix + ".model", "vocab": model_prefix + ".vocab"}
-    reached = spm.SentencePieceProcessor(model_file=files["model"]).get_piece_size()
-    if reached < vocab_size * (1 - SIZE_TOLERANCE) and not allow_smaller_vocab:
+    if short and not allow_smaller_vocab:
         for path in files.values():
             os.remove(path)
-        raise SmallerVocabError(_smaller_message(reached, vocab_size, model_type, presplit_chars, unit_stats,
+        raise SmallerVocabError(_smaller_message(reached, vocab_size, model_type, presplit_chars, unit_stats[0],
                                                  stats), reached)
     return files
 
@@ -182,17 +205,16 @@ def _smaller_message(reached: int, asked: int, model_type: str, presplit_chars: 
                f"{stats['too_long_bytes'] / stats['bytes']:.1%} of the text, are longer than "
                f"{MAX_SENTENCE_BYTES:,} bytes and were skipped (whole documents?).")
         todo = " Split the text into sentences: pass --lang (e.g. --lang bo), or --input_format bert."
-    elif model_type == "unigram" and unit_stats:
+    elif model_type == "unigram" and unit_stats and presplit_chars:
         why = (f" Reason: pieces never cross the pre-split (--presplit_chars), and unigram keeps about one piece "
                f"per distinct unit -- this text has {unit_stats[0]:,} distinct units, {unit_stats[1]:,} of them "
                f"occurring twice or more; shorter pieces lose out to whole units in EM.")
         todo = (" To get a larger vocabulary: --sp_model_type bpe (keeps the sub-unit merges), more text (more "
                 "distinct syllables), or --presplit_chars without ་ ༌ so pieces may span syllables.")
     elif model_type == "unigram":
-        why = (" Reason: the text has too few distinct pieces, or SentencePiece's seed extraction proposed too "
-               "few: in scripts whose characters share UTF-8 lead bytes (Tibetan) it finds almost none.")
-        todo = (" Use more text, a smaller --vocab_size, --sp_model_type bpe, or --presplit_chars (set by "
-                "--lang bo), which makes bertbeam compute the unigram seed pieces itself.")
+        why = (" Reason: the text has too few distinct pieces for unigram (tried with SentencePiece's seed pieces "
+               "and with bertbeam's" + (f": {unit_stats[0]:,} distinct words" if unit_stats else "") + ").")
+        todo = " Use more text, a smaller --vocab_size or --sp_model_type bpe."
     elif model_type == "bpe":
         why = " Reason: BPE ran out of symbol pairs that occur at least twice."
         todo = " Use more text or a smaller --vocab_size."
