@@ -295,7 +295,8 @@ def make_plan(args, num_shards: int):
                       favor_shorter_ngram=bool(args.favor_shorter_ngram), pairing=args.pairing,
                       masking=args.masking, num_shards=num_shards, sop_single_sentence=args.sop_single_sentence,
                       write_document_ids=bool(args.write_document_ids if args.write_document_ids is not None
-                                              else args.id_field))
+                                              else args.id_field),
+                      split_long_sentences=args.input_format != "bert")
     tok = TokenizerSpec(vocab_file=args.vocab_file, spm_model_file=args.spm_model_file,
                         do_lower_case=bool(args.do_lower_case), strip_accents=args.strip_accents)
     return BuildPlan(cfg=cfg, tokenizer=tok, output_dir=args.output_dir.rstrip("/"), input_format=args.input_format,
@@ -430,6 +431,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
+    from pipeline.manifest import token_share_line  # pylint: disable=import-outside-toplevel
     train = manifest["counts"]["train"]
     docs = manifest["documents"]
     dropped = ", ".join(f"{k}={v}" for k, v in docs["dropped"].items()) or "none"
@@ -437,7 +439,7 @@ def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
             f"into {len(manifest['shards'])} shard(s) in {output_dir}\n"
             f"manifest: {output_dir.rstrip('/')}/manifest.json\n"
             f"documents read {docs['read']}, used {docs['used']}, dropped: {dropped}; "
-            f"tokens {manifest['tokens']['used']}; time {manifest['time_taken_min']} min"
+            f"{token_share_line(manifest)}; time {manifest['time_taken_min']} min"
             + _problems(manifest))
 
 
@@ -448,9 +450,19 @@ def _problems(manifest: Dict[str, Any]) -> str:
     if damaged:
         notes.append(f"WARNING: damaged input files (documents after the damage were dropped): {damaged}")
     reconciliation = manifest.get("reconciliation", {})
-    if reconciliation and not reconciliation.get("ok", True):
-        notes.append(f"WARNING: counts do not reconcile: {reconciliation.get('problems')}")
+    from pipeline.manifest import loss_warning  # pylint: disable=import-outside-toplevel
+    unbalanced = [p for p in reconciliation.get("problems", []) if p != loss_warning(manifest)]
+    if unbalanced:
+        notes.append(f"WARNING: counts do not reconcile: {unbalanced}")
     return "".join("\n" + n for n in notes)
+
+
+def _warn_lost_tokens(manifest: Dict[str, Any]) -> None:
+    """More than a quarter of the text never reaching an instance is said on stderr, not only written down."""
+    from pipeline.manifest import loss_warning  # pylint: disable=import-outside-toplevel
+    warning = loss_warning(manifest)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -465,6 +477,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
     for one, manifest in zip(per_length_args(args), manifests):
         print(summarize(manifest, one.output_dir))
+        _warn_lost_tokens(manifest)
     return 0
 
 
