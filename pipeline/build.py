@@ -8,6 +8,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pipeline import __version__
+from pipeline import albert_flags
 from pipeline import flags as flaglib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start-up chatter
@@ -48,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Number of times to duplicate the input data (with different masks); one value, or one "
                         "per length.")
     p.add_argument("--random_seed", type=int, default=12345, help="Random seed for data generation.")
-    p.add_argument("--pairing", default="nsp", choices=("nsp", "sop", "none"),
-                   help="Pair task: BERT next-sentence (nsp), ALBERT sentence-order (sop), or none (MLM only).")
-    p.add_argument("--max_ngram_size", type=int, default=1, help="ALBERT n-gram masking: spans of 1..N words.")
+    p.add_argument("--pairing", default=None, choices=("nsp", "sop", "none"),
+                   help="Pair task: BERT next-sentence (nsp, the default), ALBERT sentence-order (sop), or none "
+                        "(MLM only).")
+    p.add_argument("--max_ngram_size", "--ngram", type=int, default=1,
+                   help="ALBERT n-gram masking: spans of 1..N words (--ngram is ALBERT's name).")
     flaglib.add_bool(p, "favor_shorter_ngram", True, "n-gram length probability ∝ 1/n.")
     p.add_argument("--sop_single_sentence", default="random_document", choices=("random_document", "split", "drop"),
                    help="sop: a one-sentence chunk is paired with another document and labelled 1 as ALBERT "
@@ -81,12 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_line_bytes", type=int, default=0,
                    help="Longest input line kept; a document with a longer line is dropped and counted "
                         "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
+    albert_flags.add_albert_aliases(p)
     return p
 
 
 def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS))
+    args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS + albert_flags.ALBERT_BOOL_FLAGS))
+    try:
+        albert_flags.apply_albert_aliases(args)
+    except albert_flags.AlbertFlagError as e:
+        raise FlagError(str(e)) from e
     return args, beam_args
 
 
