@@ -9,6 +9,9 @@ from pipeline import flags as flaglib
 ALBERT_BOOL_FLAGS = ("keep_accents", "random_next_sentence", "do_permutation")
 
 
+_LOGGED: set = set()
+
+
 class AlbertFlagError(ValueError):
     """An ALBERT flag value bertbeam cannot honour; the message names the flag."""
 
@@ -51,5 +54,7 @@ def apply_albert_aliases(args: argparse.Namespace, default_pairing: str = "nsp")
             raise AlbertFlagError(f"--random_next_sentence={rns} contradicts --pairing={args.pairing} "
                                   f"(ALBERT: True is nsp, False is sop)")
     for note in notes:
-        (logging.warning if "ignored" in note else logging.info)("%s", note)
+        if note not in _LOGGED:  # parse_args runs more than once per command: say it once
+            _LOGGED.add(note)
+            (logging.warning if "ignored" in note else logging.info)("%s", note)
     return notes

@@ -17,7 +17,7 @@ from transforms import example_codec
 from transforms import keys
 from transforms import masking as masking_lib
 from transforms.corpus_reader import RawDocument
-from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, create_instances, pair_piece_limit,
+from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, create_instances, pair_split_lengths,
                                   split_long_sentences)
 
 
@@ -189,10 +189,10 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
         np.zeros(vocab.size, np.int8), np.asarray(vocab.continuation, bool), np.zeros(vocab.size, bool))
     if cfg.split_long_sentences and cfg.pairing != "none":
         # Once per document, before the copies: every copy (and every random-next draw) sees the pieces.
-        limit = pair_piece_limit(cfg.max_seq_length)
+        threshold, limit = pair_split_lengths(cfg.max_seq_length)
         split_docs = []
         for doc, sentences in docs_tokens:
-            pieces, n_split, added = split_long_sentences(sentences, limit, breaks)
+            pieces, n_split, added = split_long_sentences(sentences, threshold, limit, breaks)
             if n_split:
                 counts["sentences_split"] += n_split
                 counts["sentence_pieces_added"] += added
