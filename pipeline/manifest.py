@@ -183,9 +183,12 @@ def token_share_line(manifest: Dict[str, Any]) -> str:
         return f"tokens {tok.get('used', 0)}"
     lost = dict(tok.get("dropped", {}), **tok.get("lost", {}))
     why = ", ".join(f"{k} {v}" for k, v in lost.items()) or "none"
-    split = manifest.get("sentences", {}).get("split", 0)
+    if manifest.get("pairing") == "none":
+        how = f"chunks cut and carried on: {manifest.get('pairing_stats', {}).get('mlm_chunks_cut', 0)}"
+    else:
+        how = f"long sentences split: {manifest.get('sentences', {}).get('split', 0)}"
     return (f"tokens read {tok['read']}, reached an instance {tok['used']} ({tok['reached_instance_share']:.2%}; "
-            f"lost per copy: {why}; long sentences split: {split})")
+            f"lost per copy: {why}; {how})")
 
 
 def reconcile(manifest: Dict[str, Any]) -> Optional[str]:

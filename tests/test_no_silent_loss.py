@@ -253,3 +253,12 @@ def test_kangyur_with_the_seed_albert_flags_keeps_every_token(tmp_path):
     text = proc.decode([int(i) for i in ids[1:int(np.sum(ex["input_mask"])) - 1]])
     assert len(text) > 100 and sum("\u0f00" <= ch <= "\u0fff" for ch in text) > 0.8 * len(text.replace(" ", ""))
     assert text.replace(" ", "")[20:60] in "".join(texts).replace(" ", "")
+
+
+def test_mlm_only_short_seq_prob_is_the_share_of_short_sequences_even_in_one_long_sentence():
+    doc = [list(range(200_000))]
+    stats = DocumentStats()
+    insts = create_instances(doc, None, InstanceConfig(128, 0.1, "none"), random.Random(3), stats)
+    short = sum(len(i.tokens_a) < 126 - 8 for i in insts[:-1])
+    assert 0.07 < short / (len(insts) - 1) < 0.13, short / len(insts)
+    assert _own_positions(insts) == doc[0]

@@ -266,11 +266,13 @@ def create_single_segment_instances(document: Sequence[TokenIds], cfg: InstanceC
                                     stats: DocumentStats, breaks: Optional["TokenBreaks"] = None) -> List[PairInstance]:
     """MLM only: the reference's chunks as one segment, `[CLS] chunk [SEP]`, no pair label, nothing lost.
 
-    The target length is max_seq_length - 2 (two special tokens), drawn once per document copy with
-    `short_seq_prob` as for pairs; sentences are gathered until the chunk reaches it. A chunk longer
-    than the sequence is not trimmed: it is cut at the sequence length (moved back a few tokens to a
-    word boundary when there is one, so no word is cut in two) and the rest starts the next chunk, as
-    MLM-only packers do. Every token of the document lands in exactly one instance, in order.
+    The target length is max_seq_length - 2 (two special tokens), or with `short_seq_prob` a shorter one,
+    drawn afresh for every chunk: the reference draws once per document, which for a 100,000-token work
+    makes a whole copy short; here `short_seq_prob` is the share of short sequences, as it is meant.
+    Sentences are gathered until the chunk reaches the target. A chunk longer than the sequence is not
+    trimmed: it is cut at the target (moved back up to 8 tokens to a word boundary when there is one, so
+    no word is cut in two) and the rest starts the next chunk, as MLM-only packers do. Every token of
+    the document lands in exactly one instance, in order.
     """
     max_num_tokens = cfg.max_seq_length - 2
     target_seq_length = _target_length(max_num_tokens, cfg.short_seq_prob, rng)
@@ -279,19 +281,18 @@ def create_single_segment_instances(document: Sequence[TokenIds], cfg: InstanceC
     last = len(document) - 1
     for i, segment in enumerate(document):
         chunk.extend(segment)
-        if i != last and len(chunk) < target_seq_length:
-            continue
-        start = 0  # an offset, not slicing: a 1M-token "sentence" must stay linear
-        while len(chunk) - start > max_num_tokens:
-            cut = carry_cut(chunk, start, max_num_tokens, breaks)
+        start = 0  # an offset, not slicing per cut: a 1M-token "sentence" must stay linear
+        while len(chunk) > start and (i == last or len(chunk) - start >= target_seq_length):
+            if len(chunk) - start > max_num_tokens:
+                # Cut at the target (a short one with short_seq_prob), the rest goes on to the next chunk.
+                cut = carry_cut(chunk, start, target_seq_length, breaks)
+                stats.chunk_cuts += 1
+            else:
+                cut = len(chunk)
             instances.append(PairInstance(chunk[start:cut], [], False))
-            stats.chunk_cuts += 1
             start = cut
-        if start:
-            chunk = chunk[start:]
-        if chunk and (i == last or len(chunk) >= target_seq_length):
-            instances.append(PairInstance(chunk, [], False))
-            chunk = []
+            target_seq_length = _target_length(max_num_tokens, cfg.short_seq_prob, rng)
+        chunk = chunk[start:] if start else chunk
     stats.instances += len(instances)
     stats.own_tokens_in_instances += sum(len(inst.tokens_a) for inst in instances)
     return instances
