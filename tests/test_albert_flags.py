@@ -1,7 +1,4 @@
 """ALBERT's create_pretraining_data.py and run_pretraining.py flag spellings, mapped onto bertbeam's."""
-import json
-from pathlib import Path
-
 import pytest
 
 from pipeline import build
