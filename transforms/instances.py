@@ -64,7 +64,7 @@ class DocumentStats:
     lost_chunk_end_truncation: int = 0  # the reference's trim of a chunk longer than the sequence
     lost_over_long_sentence: int = 0  # the same trim when the chunk holds a sentence longer than the room
     lost_no_pair: int = 0  # a chunk that could not be paired (dropped)
-    chunk_cuts: int = 0  # MLM-only: a chunk cut at the sequence length, the rest starting the next one
+    chunk_cuts: int = 0  # MLM-only: a chunk cut at its target length, the rest starting the next one
 
     def lost(self) -> Dict[str, int]:
         """Own tokens lost in this copy, by reason (zeros left out)."""
@@ -126,7 +126,7 @@ def _truncate_and_count(tokens_a: TokenIds, tokens_b: TokenIds, b_own: bool, sen
 
 def _target_length(max_num_tokens: int, short_seq_prob: float, rng: random.Random) -> int:
     # As the reference: mostly fill the sequence, sometimes a shorter target to reduce the
-    # pretrain/finetune mismatch. Drawn once per document copy.
+    # pretrain/finetune mismatch. NSP/SOP draw it once per document copy (the reference); MLM-only per chunk.
     if rng.random() < short_seq_prob:
         return rng.randint(2, max_num_tokens)
     return max_num_tokens
