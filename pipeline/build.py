@@ -8,6 +8,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pipeline import __version__
+from pipeline import albert_flags
 from pipeline import flags as flaglib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start-up chatter
@@ -48,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Number of times to duplicate the input data (with different masks); one value, or one "
                         "per length.")
     p.add_argument("--random_seed", type=int, default=12345, help="Random seed for data generation.")
-    p.add_argument("--pairing", default="nsp", choices=("nsp", "sop", "none"),
-                   help="Pair task: BERT next-sentence (nsp), ALBERT sentence-order (sop), or none (MLM only).")
-    p.add_argument("--max_ngram_size", type=int, default=1, help="ALBERT n-gram masking: spans of 1..N words.")
+    p.add_argument("--pairing", default=None, choices=("nsp", "sop", "none"),
+                   help="Pair task: BERT next-sentence (nsp, the default), ALBERT sentence-order (sop), or none "
+                        "(MLM only).")
+    p.add_argument("--max_ngram_size", "--ngram", type=int, default=1,
+                   help="ALBERT n-gram masking: spans of 1..N words (--ngram is ALBERT's name).")
     flaglib.add_bool(p, "favor_shorter_ngram", True, "n-gram length probability ∝ 1/n.")
     p.add_argument("--sop_single_sentence", default="random_document", choices=("random_document", "split", "drop"),
                    help="sop: a one-sentence chunk is paired with another document and labelled 1 as ALBERT "
@@ -81,12 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_line_bytes", type=int, default=0,
                    help="Longest input line kept; a document with a longer line is dropped and counted "
                         "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
+    albert_flags.add_albert_aliases(p)
     return p
 
 
 def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS))
+    args, beam_args = parser.parse_known_args(flaglib.normalize_argv(argv, BOOL_FLAGS + albert_flags.ALBERT_BOOL_FLAGS))
+    try:
+        albert_flags.apply_albert_aliases(args)
+    except albert_flags.AlbertFlagError as e:
+        raise FlagError(str(e)) from e
     return args, beam_args
 
 
@@ -295,7 +303,8 @@ def make_plan(args, num_shards: int):
                       favor_shorter_ngram=bool(args.favor_shorter_ngram), pairing=args.pairing,
                       masking=args.masking, num_shards=num_shards, sop_single_sentence=args.sop_single_sentence,
                       write_document_ids=bool(args.write_document_ids if args.write_document_ids is not None
-                                              else args.id_field))
+                                              else args.id_field),
+                      split_long_sentences=args.input_format != "bert")
     tok = TokenizerSpec(vocab_file=args.vocab_file, spm_model_file=args.spm_model_file,
                         do_lower_case=bool(args.do_lower_case), strip_accents=args.strip_accents)
     return BuildPlan(cfg=cfg, tokenizer=tok, output_dir=args.output_dir.rstrip("/"), input_format=args.input_format,
@@ -430,6 +439,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
+    from pipeline.manifest import token_share_line  # pylint: disable=import-outside-toplevel
     train = manifest["counts"]["train"]
     docs = manifest["documents"]
     dropped = ", ".join(f"{k}={v}" for k, v in docs["dropped"].items()) or "none"
@@ -437,7 +447,7 @@ def summarize(manifest: Dict[str, Any], output_dir: str) -> str:
             f"into {len(manifest['shards'])} shard(s) in {output_dir}\n"
             f"manifest: {output_dir.rstrip('/')}/manifest.json\n"
             f"documents read {docs['read']}, used {docs['used']}, dropped: {dropped}; "
-            f"tokens {manifest['tokens']['used']}; time {manifest['time_taken_min']} min"
+            f"{token_share_line(manifest)}; time {manifest['time_taken_min']} min"
             + _problems(manifest))
 
 
@@ -448,9 +458,19 @@ def _problems(manifest: Dict[str, Any]) -> str:
     if damaged:
         notes.append(f"WARNING: damaged input files (documents after the damage were dropped): {damaged}")
     reconciliation = manifest.get("reconciliation", {})
-    if reconciliation and not reconciliation.get("ok", True):
-        notes.append(f"WARNING: counts do not reconcile: {reconciliation.get('problems')}")
+    from pipeline.manifest import loss_warning  # pylint: disable=import-outside-toplevel
+    unbalanced = [p for p in reconciliation.get("problems", []) if p != loss_warning(manifest)]
+    if unbalanced:
+        notes.append(f"WARNING: counts do not reconcile: {unbalanced}")
     return "".join("\n" + n for n in notes)
+
+
+def _warn_lost_tokens(manifest: Dict[str, Any]) -> None:
+    """More than a quarter of the text never reaching an instance is said on stderr, not only written down."""
+    from pipeline.manifest import loss_warning  # pylint: disable=import-outside-toplevel
+    warning = loss_warning(manifest)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -465,6 +485,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
     for one, manifest in zip(per_length_args(args), manifests):
         print(summarize(manifest, one.output_dir))
+        _warn_lost_tokens(manifest)
     return 0
 
 

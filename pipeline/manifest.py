@@ -5,6 +5,14 @@ from typing import Any, Dict, List, Optional
 from transforms import fileio
 
 FORMAT = "bertbeam.pretraining.v1"
+# Warn (stderr and reconciliation.problems) when more than this share of the tokens read never reached
+# an instance: usually sentences far longer than the sequence, or the wrong vocabulary.
+MAX_LOST_SHARE = 0.25
+
+
+def _per_copy(n: int, dupe_factor: int):
+    """A count over all dupe copies as the mean per copy: an int when exact."""
+    return n // dupe_factor if n % dupe_factor == 0 else round(n / dupe_factor, 2)
 
 
 def _by_reason(counts: Dict[str, int], prefix: str) -> Dict[str, int]:
@@ -40,7 +48,8 @@ def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dic
                  "empty_after_tokenization": counts.get("sentences_empty_after_tokenization", 0),
                  "dropped": sentences_dropped,
                  "in_dropped_documents": sentences_read - counts.get("sentences_used", 0)
-                 - counts.get("sentences_empty_after_tokenization", 0)}
+                 - counts.get("sentences_empty_after_tokenization", 0),
+                 "split": counts.get("sentences_split", 0), "pieces_added": counts.get("sentence_pieces_added", 0)}
     tokens_dropped = _by_reason(counts, "tokens_dropped")
     if counts.get("tokens_dropped_all_unknown") and "all_unknown" not in tokens_dropped:
         tokens_dropped["all_unknown"] = counts["tokens_dropped_all_unknown"]
@@ -48,6 +57,19 @@ def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dic
               "used": counts.get("tokens_used", 0), "unknown": counts.get("unknown_tokens_used", 0),
               "dropped": tokens_dropped, "in_instances": counts.get("instance_tokens", 0),
               "masked": counts.get("masked_positions", 0)}
+    if "token_copies_offered" in counts:
+        # "used" = tokens that reached an instance (mean over the dupe copies); "lost" says why the rest
+        # of the used documents' tokens did not; "copies" holds the exact integer balance over copies.
+        dupe = max(1, int(base.get("dupe_factor", 1) or 1))
+        in_instances = counts.get("token_copies_in_instances", 0)
+        lost_copies = _by_reason(counts, "token_copies_lost")
+        tokens["in_used_documents"] = counts.get("tokens_used", 0)
+        tokens["used"] = _per_copy(in_instances, dupe)
+        tokens["lost"] = {k: _per_copy(v, dupe) for k, v in lost_copies.items()}
+        tokens["reached_instance_share"] = round(in_instances / (dupe * tokens["read"]), 6) if tokens["read"] else 0.0
+        tokens["copies"] = {"dupe_factor": dupe, "offered": counts["token_copies_offered"],
+                            "in_instances": in_instances, "lost": lost_copies,
+                            "borrowed_from_other_documents": counts.get("token_copies_borrowed", 0)}
     manifest = dict(base)
     manifest.update({
         "format": FORMAT,
@@ -63,7 +85,8 @@ def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dic
                   "lines_invalid_utf8": counts.get("lines_invalid_utf8", 0),
                   "bom_removed": counts.get("bom_removed", 0), "damaged_files": _damaged_files(counts)},
         "pairing_stats": {"random_next_unavailable": counts.get("random_next_unavailable", 0),
-                          "chunks_dropped_no_pair": counts.get("chunks_dropped_no_pair", 0)},
+                          "chunks_dropped_no_pair": counts.get("chunks_dropped_no_pair", 0),
+                          "mlm_chunks_cut": counts.get("chunk_cuts", 0)},
         "raw_counts": dict(sorted(counts.items())),
     })
     if num_instances != counts.get("instances", 0):
@@ -123,9 +146,49 @@ def reconcile_problems(manifest: Dict[str, Any]) -> List[str]:
     tok = manifest["tokens"]
     if "tokens" in checked:
         tok_dropped = sum(tok.get("dropped", {}).values())
-        if tok["read"] != tok["used"] + tok_dropped:
-            problems.append(f"tokens read {tok['read']} != used {tok['used']} + dropped {tok.get('dropped')}")
+        in_docs = tok.get("in_used_documents", tok["used"])
+        if tok["read"] != in_docs + tok_dropped:
+            problems.append(f"tokens read {tok['read']} != in used documents {in_docs} + dropped {tok.get('dropped')}")
+        copies = tok.get("copies")
+        if copies:
+            lost = sum(copies["lost"].values())
+            if copies["offered"] != copies["in_instances"] + lost:
+                problems.append(f"token copies offered {copies['offered']} != in instances {copies['in_instances']} "
+                                f"+ lost {copies['lost']}")
+            if copies["offered"] != in_docs * copies["dupe_factor"]:
+                problems.append(f"token copies offered {copies['offered']} != tokens in used documents {in_docs} "
+                                f"x dupe_factor {copies['dupe_factor']}")
+    warning = loss_warning(manifest)
+    if warning:
+        problems.append(warning)
     return problems
+
+
+def loss_warning(manifest: Dict[str, Any]) -> Optional[str]:
+    """A loud message when more than MAX_LOST_SHARE of the tokens read never reached an instance."""
+    tok = manifest.get("tokens", {})
+    share = tok.get("reached_instance_share")
+    if share is None or not tok.get("read") or share >= 1.0 - MAX_LOST_SHARE:
+        return None
+    why = dict(tok.get("dropped", {}), **tok.get("lost", {}))
+    return (f"only {share:.1%} of the {tok['read']} tokens read reached an instance (more than "
+            f"{MAX_LOST_SHARE:.0%} lost; by reason, per copy: {why}); with sentences much longer than "
+            f"--max_seq_length use --input_format text/jsonl (long sentences are split) or --pairing none")
+
+
+def token_share_line(manifest: Dict[str, Any]) -> str:
+    """One line for the build summary: tokens read, how many reached an instance, and why others did not."""
+    tok = manifest.get("tokens", {})
+    if "reached_instance_share" not in tok:
+        return f"tokens {tok.get('used', 0)}"
+    lost = dict(tok.get("dropped", {}), **tok.get("lost", {}))
+    why = ", ".join(f"{k} {v}" for k, v in lost.items()) or "none"
+    if manifest.get("pairing") == "none":
+        how = f"chunks cut and carried on: {manifest.get('pairing_stats', {}).get('mlm_chunks_cut', 0)}"
+    else:
+        how = f"long sentences split: {manifest.get('sentences', {}).get('split', 0)}"
+    return (f"tokens read {tok['read']}, reached an instance {tok['used']} ({tok['reached_instance_share']:.2%}; "
+            f"lost per copy: {why}; {how})")
 
 
 def reconcile(manifest: Dict[str, Any]) -> Optional[str]:

@@ -8,7 +8,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses the seed runs' flags (and --config FILE), sets up JAX (multi-host if asked) and trains."""
     from training import config as config_lib  # pylint: disable=import-outside-toplevel
     argv = list(sys.argv[1:] if argv is None else argv)
+    from training import run_pretraining_flags  # pylint: disable=import-outside-toplevel
     try:
+        argv, notes = run_pretraining_flags.translate(argv)  # ALBERT/BERT run_pretraining.py spellings
         cfg = config_lib.build_config(argv)
     except config_lib.HelpRequested as e:
         print(e)
@@ -17,6 +19,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bertbeam train: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for note in notes:
+        logging.info("run_pretraining.py flags: %s", note)
     for noisy in ("absl", "orbax", "jax", "tensorflow"):  # Orbax logs every file it writes at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import jax  # pylint: disable=import-outside-toplevel

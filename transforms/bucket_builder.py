@@ -17,7 +17,8 @@ from transforms import example_codec
 from transforms import keys
 from transforms import masking as masking_lib
 from transforms.corpus_reader import RawDocument
-from transforms.instances import DocumentStats, InstanceConfig, create_instances
+from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, create_instances, pair_split_lengths,
+                                  split_long_sentences)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,9 @@ class BuildConfig:
     num_shards: int = 1
     sop_single_sentence: str = "random_document"  # see instances.create_sop_instances
     write_document_ids: bool = False  # add a `document_id` bytes feature (jsonl --id_field, or the key)
+    # Raw text / jsonl: NSP/SOP split a sentence too long for a pair into pieces instead of trimming it
+    # (bert-format input keeps the reference's behaviour, byte for byte).
+    split_long_sentences: bool = False
 
     def instance_config(self) -> InstanceConfig:
         return InstanceConfig(self.max_seq_length, self.short_seq_prob, self.pairing, self.sop_single_sentence)
@@ -60,10 +64,13 @@ class VocabInfo:
     mask_id: int
     unk_id: int
     continuation: np.ndarray  # bool per id: piece continues a word
+    breaks: Optional[TokenBreaks] = None  # where a sentence or an MLM-only chunk is best cut
 
     @classmethod
     def from_vocab(cls, vocab) -> "VocabInfo":
-        return cls(vocab.size, vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.unk_id, vocab.continuation_mask())
+        continuation = vocab.continuation_mask()
+        return cls(vocab.size, vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.unk_id, continuation,
+                   TokenBreaks.from_tokens(vocab.tokens, continuation))
 
 
 @dataclasses.dataclass
@@ -178,7 +185,21 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     order_bases: List[int] = []
     mask_bases: List[int] = []
     stats = DocumentStats()
+    breaks = vocab.breaks if vocab.breaks is not None else TokenBreaks(
+        np.zeros(vocab.size, np.int8), np.asarray(vocab.continuation, bool), np.zeros(vocab.size, bool))
+    if cfg.split_long_sentences and cfg.pairing != "none":
+        # Once per document, before the copies: every copy (and every random-next draw) sees the pieces.
+        threshold, limit = pair_split_lengths(cfg.max_seq_length)
+        split_docs = []
+        for doc, sentences in docs_tokens:
+            pieces, n_split, added = split_long_sentences(sentences, threshold, limit, breaks)
+            if n_split:
+                counts["sentences_split"] += n_split
+                counts["sentence_pieces_added"] += added
+            split_docs.append((doc, pieces))
+        docs_tokens = split_docs
     for doc_index, (doc, sentences) in enumerate(docs_tokens):
+        counts["token_copies_offered"] += sum(map(len, sentences)) * cfg.dupe_factor
 
         def pick_random_document(rng: random.Random, _self=doc_index):
             if n_docs < 2:
@@ -188,7 +209,7 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
 
         for copy in range(cfg.dupe_factor):
             rng = keys.rng_for(cfg.random_seed, "instances", doc.key, copy)
-            pairs = create_instances(sentences, pick_random_document, inst_cfg, rng, stats)
+            pairs = create_instances(sentences, pick_random_document, inst_cfg, rng, stats, breaks)
             for pair in pairs:
                 tokens = [cls_id] + pair.tokens_a + [sep_id]
                 rows_seg_a.append(len(tokens))
@@ -209,9 +230,15 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     counts["instances"] += n
     counts["random_next_unavailable"] += stats.random_next_unavailable
     counts["chunks_dropped_no_pair"] += stats.chunks_dropped_no_pair
-    for name in ("sop_swapped", "sop_single_sentence_random", "sop_single_sentence_split", "truncated_tokens"):
+    for name in ("sop_swapped", "sop_single_sentence_random", "sop_single_sentence_split", "truncated_tokens",
+                 "chunk_cuts"):
         if getattr(stats, name):
             counts[name] += getattr(stats, name)
+    # Token copies (each document's tokens once per dupe copy): offered = own in instances + lost by reason.
+    counts["token_copies_in_instances"] += stats.own_tokens_in_instances
+    counts["token_copies_borrowed"] += stats.borrowed_tokens_in_instances
+    for reason, n in stats.lost().items():
+        counts["token_copies_lost." + reason] += n
     order_keys = _row_keys(order_bases, group_sizes)
     mask_seeds = _row_keys(mask_bases, group_sizes, mix=False)
     doc_ids = None
