@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from test_training import PREDS, SEQ, TINY, build_with_pipeline, needs_shared
+from test_training import PREDS, SEQ, TINY, build_with_pipeline, compilation_cache, needs_shared  # noqa: F401
 
 pytestmark = needs_shared
 

@@ -49,7 +49,9 @@ def loss_and_metrics(model: models.PretrainingModel, params: Any, batch: Dict[st
 
 def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransformation, grad_accum_steps: int,
                     dropout_rng: jax.Array, deterministic: bool = False) -> Callable:
-    """(params, opt_state, step, batch) -> (params, opt_state, step+1, sums). Dropout key: fold_in(rng, step)."""
+    """(params, opt_state, step, batch) -> (params, opt_state, step+1, sums). Dropout key: fold_in(rng, step);
+    learning rate: the schedule at `step`, the global step (tx gets it as update(..., global_step=step))."""
+    tx = optax.with_extra_args_support(tx)
 
     def grads_of(params, batch, rng):
         return jax.value_and_grad(lambda p: loss_and_metrics(model, p, batch, rng, deterministic), has_aux=True)(params)
@@ -75,7 +77,8 @@ def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransforma
             grads = jax.tree.map(lambda g: g / k, grads)
             for key in ("loss", "lm_example_loss", "next_sentence_loss"):
                 stats[key] = stats[key] / k
-        updates, opt_state = tx.update(grads, opt_state, params)
+        # The schedule reads the global step (continued phases, fresh optimizer states), not optax's counter.
+        updates, opt_state = tx.update(grads, opt_state, params, global_step=step)
         params = optax.apply_updates(params, updates)
         return params, opt_state, step + 1, {key: stats[key].astype(jnp.float32) for key in SUM_KEYS}
 
