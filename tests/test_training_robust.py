@@ -94,10 +94,14 @@ def _event_tags(folder: Path):
     return tags
 
 
-def _popen_train(argv, cwd, env_extra=None):
+def _popen_train(argv, cwd):
+    import jax
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
-    env.update(env_extra or {})
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:  # share this module's compilation cache: the subprocess need not compile what the tests did
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     return subprocess.Popen([sys.executable, "-m", "pipeline.main", "train", *argv], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
