@@ -176,3 +176,25 @@ def test_gelu_is_the_tanh_approximation_and_named_so():
     np.testing.assert_allclose(np.asarray(models.gelu_tanh(x)), tanh_form, atol=1e-6)
     np.testing.assert_allclose(np.asarray(models.gelu_exact(x)), erf_form, atol=1e-6)
     assert np.abs(tanh_form - erf_form).max() > 1e-4  # the two are distinguishable: the name matters
+
+
+def test_sigterm_sets_a_flag_and_handlers_are_restored():
+    import os
+    import signal
+    from training import preemption
+    before = signal.getsignal(signal.SIGTERM)
+    with preemption.StopAndSaveSignals() as signals:
+        assert signals.requested is None
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread; the handler only records it
+        assert signals.requested == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert preemption.agree(True, False) == (True, False)  # one process: its own decisions
+
+
+def test_save_clock():
+    from training import preemption
+    clock = preemption.SaveClock(60.0, now=1000.0)
+    assert not clock.due(now=1059.9) and clock.due(now=1060.0)
+    clock.saved(now=1060.0)
+    assert not clock.due(now=1100.0)
+    assert not preemption.SaveClock(0.0, now=0.0).due(now=1e9)  # 0 disables time-based saves
