@@ -137,6 +137,7 @@ def test_continued_phase_applies_lr_of_the_global_step(dataset, tmp_path):
         result = _train(_flags(dataset, out, **phase_b, **extra))
         assert result["step"] == 151, label
         delta = np.abs(_beta(result["params"]) - before)
+        print(f"phase B from {label}: max LayerNorm/beta update {delta.max():.6e} (lr(150) = 2.5e-4, lr(0) = 1e-3)")
         assert delta.max() == pytest.approx(2.5e-4, rel=2e-3), (label, delta.max())
         assert (delta > 0.9 * 2.5e-4).mean() > 0.5, label  # |g|/(|g|+eps) ~ 1: almost every element moves lr
         logged = json.loads((out / "t" / "run_logs.json").read_text())["history"][0]
