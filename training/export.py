@@ -1,4 +1,5 @@
-"""`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json)."""
+"""`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json), or
+with --format hf a Hugging Face folder (training/hf_export.py)."""
 import argparse
 import json
 import sys
@@ -42,10 +43,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP")
     parser.add_argument("--output_dir", required=True, help="folder for bert_model.ckpt.* (local or gs://)")
     parser.add_argument("--name", default="bert_model.ckpt", help="checkpoint prefix name")
+    parser.add_argument("--format", default="tf1", choices=("tf1", "hf"),
+                        help="tf1: Google's bert_model.ckpt (default); hf: a transformers folder (config.json, "
+                             "model.safetensors, tokenizer files)")
+    parser.add_argument("--vocab_file", default=None,
+                        help="hf: vocab.txt or SentencePiece .model (default: the run's dataset manifest's)")
+    parser.add_argument("--do_lower_case", default=None, type=_parse_bool,
+                        help="hf: tokenizer casing (default: the dataset manifest's, else the vocab's config)")
+    parser.add_argument("--strip_accents", default=None, type=_parse_bool, help="hf: default as --do_lower_case")
+    parser.add_argument("--pretrain_data", default=None,
+                        help="hf: dataset folder whose manifest names the vocabulary (default: the run's)")
+    parser.add_argument("--bert_config_file", default=None, help="model config (default: the run's)")
+    parser.add_argument("--albert_config_file", default=None, help="ALBERT model config (default: the run's)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.format == "hf":
+        from training import hf_export  # pylint: disable=import-outside-toplevel
+        try:
+            out = hf_export.export_hf(args.checkpoint, args.output_dir, args.vocab_file, args.do_lower_case,
+                                      args.strip_accents, args.pretrain_data, args.bert_config_file,
+                                      args.albert_config_file)
+        except ValueError as e:
+            print(f"bertbeam export: error: {e}", file=sys.stderr)
+            return 2
+        tok = out["tokenizer"]
+        print(f"bertbeam export: wrote {out['output_dir']} ({out['architecture']}, step {out['step']}, "
+              f"{out['num_tensors']} tensors; {tok['kind']} tokenizer from {out['vocab']}, "
+              f"do_lower_case={tok['do_lower_case']})")
+        return 0
     prefix = export(args.checkpoint, args.output_dir, args.name)
     print(f"bertbeam export: wrote {prefix}")
     return 0
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 if __name__ == "__main__":
