@@ -65,7 +65,7 @@ def test_lamb_matches_tf_lamb_rule():
     p = {k: {kk: {kkk: jnp.asarray(v) for kkk, v in vv.items()} for kk, vv in d.items()} for k, d in params.items()}
     state = tx.init(p)
     for g in grads:
-        updates, state = tx.update(g, state, p)
+        updates, state = tx.update(g, state, p, global_step=0)
         p = {k: {kk: {kkk: p[k][kk][kkk] + updates[k][kk][kkk] for kkk in vv} for kk, vv in d.items()}
              for k, d in p.items()}
     ref = {}

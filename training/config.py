@@ -47,6 +47,11 @@ class TrainConfig:
     jax_distributed: bool = False  # call jax.distributed.initialize() (multi-host TPU/GPU pods)
     stop_after_steps: int = 0  # >0: stop this launch after so many steps (preemption drills, debugging)
     attention_impl: str = "xla"  # xla (exact, with attention dropout) | cudnn (fused; no attention dropout)
+    checkpoint_every_secs: float = 0.0  # >0: also save when this many seconds passed since the last save
+    eval_data: str = ""  # held-out dataset folder: evaluate (no dropout, first records in shard order)
+    eval_every_steps: int = 0  # with --eval_data: evaluate every K global steps (and after the last step)
+    max_eval_examples: int = 1000  # with --eval_data: records evaluated each time (0 = all)
+    eval_batch_size: int = 8  # with --eval_data: records per evaluation batch
 
 
 _BOOL_TRUE = {"true", "1", "yes", "t", "y"}
@@ -197,9 +202,29 @@ def build_config(argv: Sequence[str]) -> TrainConfig:
     if explicit.get("config"):
         values.update(load_config_file(explicit["config"]))
     values.update(explicit)
-    cfg = TrainConfig(**values)
+    cfg = absolute_paths(TrainConfig(**values))
     validate(cfg)
     return cfg
+
+
+PATH_FIELDS = ("pretrain_data", "init_checkpoint", "output_dir", "bert_config_file", "albert_config_file",
+               "vocab_file", "config", "eval_data")
+
+
+def absolute_path(path: str) -> str:
+    """A local path made absolute (and ~ expanded); URLs (gs://...) and "" unchanged.
+
+    Orbax refuses relative paths, and a relative path means a different file once anything changes the
+    working directory, so every path flag is resolved once, here at the boundary, against the launch cwd.
+    """
+    if not path or "://" in path:
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with every path flag absolute (see absolute_path)."""
+    return dataclasses.replace(cfg, **{name: absolute_path(getattr(cfg, name)) for name in PATH_FIELDS})
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -218,6 +243,12 @@ def validate(cfg: TrainConfig) -> None:
                  "keep_checkpoints", "cycle_length", "shuffle_buffer"):
         if getattr(cfg, name) < 1:
             problems.append(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.checkpoint_every_secs < 0:
+        problems.append("--checkpoint_every_secs must be >= 0 (0: no time-based saves)")
+    if cfg.eval_every_steps < 0 or cfg.eval_batch_size < 1:
+        problems.append("--eval_every_steps must be >= 0 and --eval_batch_size >= 1")
+    if cfg.eval_every_steps > 0 and not cfg.eval_data:
+        problems.append("--eval_every_steps needs --eval_data (a held-out dataset folder)")
     if cfg.warmup_steps < 0:
         problems.append("--warmup_steps must be >= 0")
     if cfg.grad_accum_steps >= 1 and cfg.train_batch_size % cfg.grad_accum_steps:

@@ -152,7 +152,6 @@ def make_dataset(spec: DataSpec, files: List[str], per_host_batch: int, seed: in
     """
     tf = tf_module()
     compression = "GZIP" if spec.compression == "gzip" else ""
-    features = feature_spec(spec)
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     cycle = max(1, min(cycle_length, len(files)))
@@ -163,6 +162,17 @@ def make_dataset(spec: DataSpec, files: List[str], per_host_batch: int, seed: in
     if shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     ds = ds.batch(per_host_batch, drop_remainder=True)
+    ds = ds.map(batch_parser(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.with_options(options)
+    return ds.prefetch(2)
+
+
+def batch_parser(spec: DataSpec):
+    """A tf.data map function: a batch of serialized Examples -> int32/float32 feature tensors."""
+    tf = tf_module()
+    features = feature_spec(spec)
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, features)
@@ -173,11 +183,18 @@ def make_dataset(spec: DataSpec, files: List[str], per_host_batch: int, seed: in
             out["next_sentence_labels"] = out["next_sentence_labels"][:, 0]
         return out
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    options = tf.data.Options()
-    options.deterministic = True
-    ds = ds.with_options(options)
-    return ds.prefetch(2)
+    return parse
+
+
+def make_sequential_dataset(spec: DataSpec, batch_size: int, max_examples: int = 0):
+    """Finite, unshuffled batches for evaluation: shards in manifest order, records in file order, the first
+    `max_examples` (all when <= 0); the last batch may be short."""
+    tf = tf_module()
+    compression = "GZIP" if spec.compression == "gzip" else ""
+    ds = tf.data.TFRecordDataset(spec.files, compression_type=compression, buffer_size=8 * 1024 * 1024)
+    if max_examples > 0:
+        ds = ds.take(max_examples)
+    return ds.batch(batch_size, drop_remainder=False).map(batch_parser(spec)).prefetch(2)
 
 
 class DynamicMasker:

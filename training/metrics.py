@@ -2,7 +2,7 @@
 import json
 import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from training import checkpoints
 
@@ -79,8 +79,9 @@ class MetricsWriter:
         writer.write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary).SerializeToString())
         writer.flush()
 
-    def load_history(self, start_step: int) -> List[Dict[str, Any]]:
-        """Earlier log entries of this run up to the resumed step (so run_logs.json spans preemptions)."""
+    def load_history(self, start_step: int, key: str = "history") -> List[Dict[str, Any]]:
+        """Earlier log entries of this run up to the resumed step (so run_logs.json spans preemptions);
+        key "eval_history" for the evaluations."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         path = _join(self.run_dir, "run_logs.json")
         if not tf.io.gfile.exists(path):
@@ -91,10 +92,10 @@ class MetricsWriter:
         except (ValueError, OSError):
             logging.warning("could not read %s; starting a new history", path)
             return []
-        return [h for h in old.get("history", []) if h.get("step", 0) <= start_step]
+        return [h for h in old.get(key, []) if h.get("step", 0) <= start_step]
 
     def write_run_logs(self, cfg, setup, history: List[Dict[str, Any]], step: int, total: int,
-                       finished: bool) -> None:
+                       finished: bool, eval_history: Optional[List[Dict[str, Any]]] = None) -> None:
         if not self.enabled:
             return
         from training import config as config_lib  # pylint: disable=import-outside-toplevel
@@ -106,6 +107,9 @@ class MetricsWriter:
                             "pairing": setup.spec.pairing, "masking": setup.spec.masking},
                 "wall_time_this_launch_min": (time.time() - self._started) / 60.0,
                 "history": history}
+        if eval_history:  # Model Garden's eval_* names: eval_masked_lm_accuracy, eval_lm_example_loss, ...
+            data["last_eval_metrics"] = eval_history[-1]
+            data["eval_history"] = eval_history
         checkpoints.write_json(_join(self.run_dir, "run_logs.json"), data)
 
     def close(self) -> None:

@@ -22,14 +22,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import jax  # pylint: disable=import-outside-toplevel
     if cfg.jax_distributed:
         jax.distributed.initialize()  # coordinator/process ids from the TPU/GPU cluster environment
-    from training import input_pipeline, tf_checkpoint, train  # pylint: disable=import-outside-toplevel
+    from training import evaluate, input_pipeline, tf_checkpoint, train  # pylint: disable=import-outside-toplevel
     try:
         result = train.train(cfg)
-    except (config_lib.ConfigError, input_pipeline.DataError, tf_checkpoint.CheckpointError) as e:
+    except (config_lib.ConfigError, input_pipeline.DataError, tf_checkpoint.CheckpointError,
+            evaluate.EvalError) as e:
         print(f"bertbeam train: {e}", file=sys.stderr)
         return 2
-    print(f"bertbeam train: stopped at step {result['step']}", flush=True)
-    return 0
+    why = f" ({result['preempted']}: checkpoint saved, relaunch to resume)" if result.get("preempted") else ""
+    print(f"bertbeam train: stopped at step {result['step']}{why}", flush=True)
+    return 0  # a preempted run saved its state: exit 0 so a supervisor relaunches rather than gives up
 
 
 if __name__ == "__main__":

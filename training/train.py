@@ -11,7 +11,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from training import checkpoints, config as config_lib, input_pipeline, metrics as metrics_lib
-from training import model_configs, models, optimizers, schedules, tf_checkpoint
+from training import model_configs, models, optimizers, preemption, schedules, tf_checkpoint
 
 # Per-step sums; the loop adds them up and metrics_lib turns them into the seed's metric names.
 SUM_KEYS = ("loss", "lm_example_loss", "next_sentence_loss", "mlm_correct", "mlm_weight", "nsp_correct",
@@ -49,7 +49,9 @@ def loss_and_metrics(model: models.PretrainingModel, params: Any, batch: Dict[st
 
 def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransformation, grad_accum_steps: int,
                     dropout_rng: jax.Array, deterministic: bool = False) -> Callable:
-    """(params, opt_state, step, batch) -> (params, opt_state, step+1, sums). Dropout key: fold_in(rng, step)."""
+    """(params, opt_state, step, batch) -> (params, opt_state, step+1, sums). Dropout key: fold_in(rng, step);
+    learning rate: the schedule at `step`, the global step (tx gets it as update(..., global_step=step))."""
+    tx = optax.with_extra_args_support(tx)
 
     def grads_of(params, batch, rng):
         return jax.value_and_grad(lambda p: loss_and_metrics(model, p, batch, rng, deterministic), has_aux=True)(params)
@@ -75,7 +77,8 @@ def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransforma
             grads = jax.tree.map(lambda g: g / k, grads)
             for key in ("loss", "lm_example_loss", "next_sentence_loss"):
                 stats[key] = stats[key] / k
-        updates, opt_state = tx.update(grads, opt_state, params)
+        # The schedule reads the global step (continued phases, fresh optimizer states), not optax's counter.
+        updates, opt_state = tx.update(grads, opt_state, params, global_step=step)
         params = optax.apply_updates(params, updates)
         return params, opt_state, step + 1, {key: stats[key].astype(jnp.float32) for key in SUM_KEYS}
 
@@ -178,7 +181,8 @@ def _initial_weights(setup: Setup, rng: jax.Array) -> Tuple[Any, Optional[Any], 
     params = jax.tree.map(np.asarray, params)
     if cfg.init_weights:
         return params, None, 0, "random initialisation (--init_weights)"
-    source = cfg.init_checkpoint or (setup.model_class.init_checkpoint if setup.model_class else None)
+    source = config_lib.absolute_path(cfg.init_checkpoint or
+                                      (setup.model_class.init_checkpoint if setup.model_class else None) or "")
     if not source:
         raise config_lib.ConfigError(
             "no weights to start from: give --init_checkpoint (a TF BERT/ALBERT checkpoint such as "
@@ -209,7 +213,16 @@ def _initial_weights(setup: Setup, rng: jax.Array) -> Tuple[Any, Optional[Any], 
 
 
 def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
-    """Runs (or resumes) training to num_epochs * num_steps_per_epoch global steps; returns the last metrics."""
+    """Runs (or resumes) training to num_epochs * num_steps_per_epoch global steps; returns the last metrics.
+
+    SIGTERM/SIGINT finish the current step, save and return (result["preempted"] names the signal).
+    """
+    cfg = config_lib.absolute_paths(cfg)  # Orbax needs absolute paths; resolve against the launch cwd once
+    with preemption.StopAndSaveSignals() as signals:
+        return _train(cfg, signals)
+
+
+def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) -> Dict[str, Any]:
     setup = build_setup(cfg)
     run_dir, mesh, spec = setup.run_dir, setup.mesh, setup.spec
     total = config_lib.total_steps(cfg)
@@ -287,6 +300,20 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
             checkpoints.prune_data_states(run_dir, manager.all_steps())
 
     history = writer.load_history(start_step)
+    eval_history = writer.load_history(start_step, key="eval_history")
+    evaluator = None
+    if cfg.eval_data:
+        from training import evaluate  # pylint: disable=import-outside-toplevel
+        evaluator = evaluate.Evaluator(setup.model_cfg, cfg.eval_data, cfg.max_eval_examples, cfg.eval_batch_size)
+
+    def run_eval(step_now: int) -> None:
+        metrics = {f"eval_{k}": v for k, v in evaluator(params).items()}
+        eval_history.append(dict(step=step_now, **metrics))
+        writer.write_scalars(step_now, {k: v for k, v in metrics.items() if k != "eval_num_examples"})
+        print(f"Eval Step: {step_now}/{total}  / " + "  ".join(
+            f"{k} = {v:.6f}" for k, v in metrics.items() if k != "eval_num_examples") +
+            f"  ({metrics['eval_num_examples']} examples)", flush=True)
+
     step = start_step
     step_arr = jax.device_put(jnp.asarray(step, jnp.int32), replicated)
     ckpt_every = cfg.steps_per_loop * cfg.checkpoint_every_loops
@@ -296,6 +323,9 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
     add_sums = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
     lr_at = jax.jit(setup.schedule)
     loop_start, loop_steps = time.time(), 0
+    clock = preemption.SaveClock(cfg.checkpoint_every_secs)
+    preempted: Optional[str] = None
+    last_eval_step = -1
     while step < stop_at:
         batch = global_batch(iterator.next(step))
         params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
@@ -312,11 +342,30 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
             writer.write_scalars(step, last)
             print(metrics_lib.format_line(step, total, last), flush=True)
             loop_sums, loop_start, loop_steps = None, time.time(), 0
-        if step % ckpt_every == 0 or step == stop_at:
+        if evaluator is not None and ((cfg.eval_every_steps and step % cfg.eval_every_steps == 0)
+                                      or step == total):
+            run_eval(step)
+            last_eval_step = step
+        stop, time_due = preemption.agree(signals.requested is not None, clock.due())
+        if stop:
+            preempted = signals.requested or "SIGTERM (another host)"
+        if step % ckpt_every == 0 or step == stop_at or time_due or stop:
             save(step)
+            clock.saved()
             if is_chief:
-                writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total)
+                writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
+                                      eval_history=eval_history)
+        if stop:
+            print(f"bertbeam train: {preempted}: saved step {step}; a relaunch with the same flags resumes there",
+                  flush=True)
+            break
+    if evaluator is not None and step == stop_at and last_eval_step != step and preempted is None:
+        run_eval(step)  # after the last step of this launch, if not just done
+        if is_chief:
+            writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
+                                  eval_history=eval_history)
     manager.wait_until_finished()
     manager.close()
     writer.close()
-    return {"step": step, "metrics": last, "params": params, "origin": origin}
+    return {"step": step, "metrics": last, "params": params, "origin": origin, "preempted": preempted,
+            "eval_metrics": eval_history[-1] if eval_history else None}
