@@ -90,12 +90,16 @@ def test_transformers_folder_to_bertbeam_and_back_bit_identical(name, cfg, with_
     the same keys transformers writes and bit-identical tensors, both file formats read without torch."""
     model = _hf_model(cfg, with_nsp)
     model.save_pretrained(tmp_path / "st")
-    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    (tmp_path / "bin").mkdir()  # transformers 5 writes safetensors only; older models ship torch.save'd .bin
+    import torch
+    torch.save(model.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    (tmp_path / "bin" / "config.json").write_bytes((tmp_path / "st" / "config.json").read_bytes())
     saved = hf_checkpoint.read_safetensors(str(tmp_path / "st" / "model.safetensors"))
     names = {n: v.shape for n, v in _flax_flat(cfg, with_nsp).items()}
     for folder in ("st", "bin"):
         assert hf_checkpoint.is_hf_folder(str(tmp_path / folder))
         found, report = hf_checkpoint.read_hf_folder(str(tmp_path / folder), names, cfg.is_albert)
+        assert report["file"].endswith("model.safetensors" if folder == "st" else "pytorch_model.bin")
         assert report["unused"] == [] and sorted(found) == sorted(names), report
         again = hf_checkpoint.to_hf_state_dict(found, cfg.is_albert)
         assert sorted(again) == sorted(saved)  # exactly the keys transformers' save_pretrained writes

@@ -28,7 +28,7 @@ COMMON = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "
 CASES = {
     "bert_nsp_norwegian_cased": (NO, [f"--vocab_file={NO_CASED}", "--nodo_lower_case"], "nsp", "bert",
                                  dict(COMMON, vocab_size=50000, type_vocab_size=2)),
-    "albert_sop_spm_uncased": (EN, [f"--spm_model_file={SPM}", "--do_lower_case"], "sop", "albert",
+    "albert_sop_spm_uncased": (NO, [f"--spm_model_file={SPM}", "--do_lower_case"], "sop", "albert",
                                dict(COMMON, vocab_size=30000, type_vocab_size=2, embedding_size=16,
                                     num_hidden_groups=1, inner_group_num=1, num_hidden_layers=3)),
     "albert_mlm_only_type1_uncased": (EN, [f"--vocab_file={EN_UNCASED}", "--do_lower_case"], "none", "albert",
@@ -51,7 +51,7 @@ def compilation_cache(tmp_path_factory):
         jax.config.update(k, v)
 
 
-def _corpus_lines(corpus: Path, n: int = 1500):
+def _corpus_lines(corpus: Path, n: int = 800):
     return corpus.read_text(encoding="utf-8").splitlines()[:n]
 
 
@@ -95,27 +95,13 @@ def first_records(data_dir: Path, n: int = EVAL_N):
     return {k: np.asarray(v, np.float32 if k == "masked_lm_weights" else np.int64) for k, v in out.items()}
 
 
-def bertbeam_losses(run_dir: Path, data_dir: Path, params, model_cfg, with_nsp: bool):
-    """bertbeam's own evaluation of the same records: `training.evaluate` where present, else the training
-    loss function (google-research/bert's formulas) with dropout off."""
-    try:
-        from training import evaluate
-        out = evaluate.evaluate_params(model_cfg, params, str(data_dir), EVAL_N, eval_batch_size=EVAL_N)
-        return {"lm_example_loss": out["lm_example_loss"], "next_sentence_loss": out.get("next_sentence_loss"),
-                "source": "training.evaluate"}
-    except ImportError:
-        pass
-    import jax.numpy as jnp
-    from training import models, train
-    rec = first_records(data_dir)
-    batch = {k: jnp.asarray(v.astype(np.float32 if k == "masked_lm_weights" else np.int32)) for k, v in rec.items()}
-    if "next_sentence_labels" in batch:
-        batch["next_sentence_labels"] = batch["next_sentence_labels"][:, 0]
-    model = models.build_model(model_cfg, with_nsp)
-    _, stats = train.loss_and_metrics(model, params, batch, None, deterministic=True)
-    return {"lm_example_loss": float(stats["lm_example_loss"]),
-            "next_sentence_loss": float(stats["next_sentence_loss"]) if with_nsp else None,
-            "source": "train.loss_and_metrics"}
+def bertbeam_evaluate(run_dir: Path, data_dir: Path, capsys):
+    """`bertbeam evaluate` on the run: the JSON object on the last line of stdout."""
+    from training import evaluate
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run_dir), "--eval_data", str(data_dir),
+                          "--max_eval_examples", str(EVAL_N)]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def transformers_losses(folder: Path, data_dir: Path, with_nsp: bool):
@@ -195,13 +181,26 @@ def _find_all(haystack: bytes, needle: bytes):
         k = haystack.find(needle, k + 1)
 
 
+_EXPORTED = {}
+
+
+def exported(name: str, tmp_path_factory):
+    """Build (pipeline) -> train a few steps -> `bertbeam export --format hf`, once per case in this module."""
+    if name not in _EXPORTED:
+        from training import export
+        root = tmp_path_factory.mktemp(name)
+        data, text = _build(root, name)
+        run_dir, result = _train(root, name, data)
+        out = root / "hf"
+        assert export.main(["--format", "hf", "--checkpoint", str(run_dir), "--output_dir", str(out)]) == 0
+        _EXPORTED[name] = (data, text, run_dir, result, out)
+    return _EXPORTED[name]
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_export_hf_loss_and_tokens_match(name, tmp_path, capsys):
-    from training import export, hf_checkpoint
-    data, text = _build(tmp_path, name)
-    run_dir, result = _train(tmp_path, name, data)
-    out = tmp_path / "hf"
-    assert export.main(["--format", "hf", "--checkpoint", str(run_dir), "--output_dir", str(out)]) == 0
+def test_export_hf_loss_and_tokens_match(name, tmp_path_factory, capsys):
+    from training import hf_checkpoint
+    data, text, run_dir, result, out = exported(name, tmp_path_factory)
     config = json.loads((out / "config.json").read_text())
     _, _, pairing, kind, model = CASES[name]
     with_nsp = pairing != "none"
@@ -215,15 +214,14 @@ def test_export_hf_loss_and_tokens_match(name, tmp_path, capsys):
     from training import model_configs
     model_cfg = hf_checkpoint.model_config_from_hf(config)
     assert model_cfg == model_configs.from_dict(model, kind)
-    import jax
-    params = jax.tree.map(np.asarray, jax.device_get(result["params"]))
-    ours = bertbeam_losses(run_dir, data, params, model_cfg, with_nsp)
+    ours = bertbeam_evaluate(run_dir, data, capsys)
+    assert ours["num_examples"] == EVAL_N and ours["step"] == result["step"]
     theirs, cls_name = transformers_losses(out, data, with_nsp)
     with capsys.disabled():
-        print(f"\n[{name}] {EVAL_N} records, step {result['step']}: lm_example_loss bertbeam "
-              f"{ours['lm_example_loss']:.6f} ({ours['source']}) vs transformers {cls_name} "
-              f"{theirs['lm_example_loss']:.6f}"
-              + (f"; next_sentence_loss {ours['next_sentence_loss']:.6f} vs {theirs['next_sentence_loss']:.6f}"
+        print(f"\n[{name}] {EVAL_N} records, step {result['step']}: lm_example_loss `bertbeam evaluate` "
+              f"{ours['lm_example_loss']:.8f} vs transformers {cls_name} "
+              f"{theirs['lm_example_loss']:.8f}"
+              + (f"; next_sentence_loss {ours['next_sentence_loss']:.8f} vs {theirs['next_sentence_loss']:.8f}"
                  if with_nsp else ""))
     assert abs(ours["lm_example_loss"] - theirs["lm_example_loss"]) < 1e-4
     if with_nsp:
@@ -241,3 +239,41 @@ def test_export_hf_loss_and_tokens_match(name, tmp_path, capsys):
         assert "token_type_ids" not in pair  # a one-row token-type table must never see segment id 1
     else:
         assert set(pair["token_type_ids"]) == {0, 1}
+
+
+def test_continue_pretraining_from_hf_folder(tmp_path_factory, tmp_path):
+    """--init_checkpoint HF_FOLDER (--bert_config_file HF_FOLDER/config.json): the weights arrive bit-identical
+    from model.safetensors and from a pytorch_model.bin written by transformers (read without torch)."""
+    import jax
+    from training import config as config_lib, hf_checkpoint, tf_checkpoint, train
+    data, _, _, result, out = exported("bert_nsp_norwegian_cased", tmp_path_factory)
+    binary = tmp_path / "bin"
+    # What transformers 4.x and older hub models ship: a torch.save'd state dict next to config.json.
+    binary.mkdir()
+    model = transformers.AutoModelForPreTraining.from_pretrained(out)
+    torch.save(model.state_dict(), binary / "pytorch_model.bin")
+    (binary / "config.json").write_bytes((out / "config.json").read_bytes())
+    want = tf_checkpoint.flatten(jax.device_get(result["params"]))
+    for folder in (out, binary):
+        flags = {"pretrain_data": data, "bert_config_file": folder / "config.json", "init_checkpoint": folder,
+                 "load_mlm_nsp_weights": True, "output_dir": tmp_path / f"cont_{folder.name}", "run_prefix": "r",
+                 "train_batch_size": 16, "max_seq_length": SEQ, "max_predictions_per_seq": PREDS, "num_epochs": 1,
+                 "num_steps_per_epoch": 1, "steps_per_loop": 1, "learning_rate": 0.0, "warmup_steps": 0,
+                 "optimizer_type": "adamw", "shuffle_buffer": 8}
+        cont = train.train(config_lib.build_config([f"--{k}={v}" for k, v in flags.items()]))
+        assert cont["origin"].startswith(f"Hugging Face folder {folder}"), cont["origin"]
+        got = tf_checkpoint.flatten(jax.device_get(cont["params"]))
+        assert sorted(got) == sorted(want)
+        for k in want:  # lr 0: the step leaves the weights as loaded
+            np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]), err_msg=f"{folder.name}:{k}")
+    # HF -> bertbeam -> HF: exporting the continued run gives back the same tensors, bit for bit.
+    again = tmp_path / "again"
+    from training import export
+    assert export.main(["--format", "hf", "--checkpoint", str(tmp_path / "cont_hf" / "r"),
+                        "--output_dir", str(again)]) == 0
+    a = hf_checkpoint.read_safetensors(str(out / "model.safetensors"))
+    b = hf_checkpoint.read_safetensors(str(again / "model.safetensors"))
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (out / "tokenizer.json").read_bytes() == (again / "tokenizer.json").read_bytes()

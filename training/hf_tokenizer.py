@@ -77,14 +77,33 @@ def spm_normalizer_spec(model_bytes: bytes) -> Dict[str, Any]:
     return spec
 
 
-def _presplit_pre_tokenizer(chars: Optional[str]):
-    """A pre-split after each of `chars` (kept with the text before it), as the pipeline's vocab_config.json
-    `presplit_chars` asks; None when there is none."""
-    if not chars:
-        return None
-    from tokenizers import Regex, pre_tokenizers  # pylint: disable=import-outside-toplevel
-    import re  # pylint: disable=import-outside-toplevel
-    return pre_tokenizers.Split(Regex("[" + "".join(re.escape(c) for c in chars) + "]"), behavior="merged_with_previous")
+def spm_model_type(model_bytes: bytes) -> int:
+    """TrainerSpec.model_type of a ModelProto (field 2, its field 3): 1 unigram (default), 2 BPE, 3 word, 4 char."""
+    for field, _, value in _proto_fields(model_bytes):
+        if field == 2:
+            for sub, _, v in _proto_fields(value):
+                if sub == 3:
+                    return int(v)
+    return 1
+
+
+def _bpe_model(sp, unk_piece: str):
+    """tokenizers BPE equal to sentencepiece's BPE: every split of a piece into two pieces is a merge, ranked by
+    the merged piece's score (sentencepiece merges the adjacent pair whose concatenation scores highest)."""
+    from tokenizers.models import BPE  # pylint: disable=import-outside-toplevel
+    size = sp.get_piece_size()
+    vocab = {sp.id_to_piece(i): i for i in range(size)}
+    merges = []
+    for i in range(size):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            continue
+        piece = sp.id_to_piece(i)
+        for k in range(1, len(piece)):
+            left, right = piece[:k], piece[k:]
+            if left in vocab and right in vocab:
+                merges.append((-sp.get_score(i), i, vocab[left], vocab[right], left, right))
+    merges.sort()
+    return BPE(vocab, [(m[4], m[5]) for m in merges], unk_token=unk_piece, fuse_unk=True, byte_fallback=False)
 
 
 def _post_processor(cls: str, sep: str, cls_id: int, sep_id: int, pair_type: int):
@@ -115,8 +134,9 @@ def wordpiece_tokenizer(vocab_file: str, do_lower_case: bool, strip_accents: boo
 def sentencepiece_tokenizer(model_file: str, do_lower_case: bool, albert_preprocess: Optional[bool] = None,
                             presplit_chars: Optional[str] = None, type_vocab_size: int = 2):
     """A `tokenizers.Tokenizer` (Unigram) equal to transforms.sentencepiece_tokenizer on ordinary text:
-    with albert_preprocess (default: do_lower_case) NFKD + accents dropped (+ lower case), then the model's
-    own normalisation (precompiled charsmap), whitespace split and the "▁" prefix."""
+    with albert_preprocess (default: do_lower_case) NFKD + accents dropped (+ lower case), the pre-split
+    (a space after each of `presplit_chars`), then the model's own normalisation (precompiled charsmap),
+    whitespace handling and the "▁" prefix."""
     import sentencepiece as spm  # pylint: disable=import-outside-toplevel
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers  # pylint: disable=import-outside-toplevel
     from tokenizers.models import Unigram  # pylint: disable=import-outside-toplevel
@@ -128,23 +148,33 @@ def sentencepiece_tokenizer(model_file: str, do_lower_case: bool, albert_preproc
     spec = spm_normalizer_spec(data)
     if albert_preprocess is None:
         albert_preprocess = do_lower_case
-    tok = Tokenizer(Unigram(pieces, unk_id=sp.unk_id(), byte_fallback=False))
+    kind = spm_model_type(data)
+    if kind == 1:
+        tok = Tokenizer(Unigram(pieces, unk_id=sp.unk_id(), byte_fallback=False))
+    elif kind == 2:
+        tok = Tokenizer(_bpe_model(sp, sp.id_to_piece(sp.unk_id())))
+    else:
+        raise ValueError(f"{model_file}: SentencePiece model type {kind} (word/char) has no Hugging Face export; "
+                         "only unigram and BPE models do")
     steps = []
     if albert_preprocess:
         steps += [normalizers.NFKD(), normalizers.StripAccents()]
     if do_lower_case:
         steps.append(normalizers.Lowercase())
+    if presplit_chars:
+        # transforms/presplit.py: a space after every pre-split character except a line's last one.
+        steps += [normalizers.Replace(c, c + " ") for c in presplit_chars]
+        steps.append(normalizers.Strip(left=False, right=True))
     if spec["precompiled_charsmap"]:
         steps.append(normalizers.Precompiled(spec["precompiled_charsmap"]))
     if steps:
         tok.normalizer = normalizers.Sequence(steps)
     scheme = "always" if spec["add_dummy_prefix"] else "never"
-    splitters = [pre_tokenizers.WhitespaceSplit()]
-    presplit = _presplit_pre_tokenizer(presplit_chars)
-    if presplit is not None:
-        splitters.append(presplit)
-    splitters.append(pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(splitters)
+    metaspace = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme)
+    # sentencepiece collapses whitespace runs only with remove_extra_whitespaces (pre-split models turn it
+    # off so that every added space stays a "▁").
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace]) \
+        if spec["remove_extra_whitespaces"] else metaspace
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme)
     ids = vocab.token_to_id
     tok.post_processor = _post_processor("[CLS]", "[SEP]", ids["[CLS]"], ids["[SEP]"], 1 if type_vocab_size > 1 else 0)
