@@ -241,7 +241,7 @@ def test_export_hf_loss_and_tokens_match(name, tmp_path_factory, capsys):
         assert set(pair["token_type_ids"]) == {0, 1}
 
 
-def test_continue_pretraining_from_hf_folder(tmp_path_factory, tmp_path):
+def test_continue_pretraining_from_hf_folder(tmp_path_factory, tmp_path, capsys):
     """--init_checkpoint HF_FOLDER (--bert_config_file HF_FOLDER/config.json): the weights arrive bit-identical
     from model.safetensors and from a pytorch_model.bin written by transformers (read without torch)."""
     import jax
@@ -277,3 +277,19 @@ def test_continue_pretraining_from_hf_folder(tmp_path_factory, tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert (out / "tokenizer.json").read_bytes() == (again / "tokenizer.json").read_bytes()
+    # A TF1 export of the same run (`--format tf1`, the default) converts to the same Hugging Face tensors.
+    assert export.main(["--checkpoint", str(tmp_path / "cont_hf" / "r"), "--output_dir", str(tmp_path / "tf")]) == 0
+    assert export.main(["--format", "hf", "--checkpoint", str(tmp_path / "tf" / "bert_model.ckpt"),
+                        "--vocab_file", str(NO_CASED), "--nodo_lower_case", "--output_dir", str(tmp_path / "from_tf")]) == 0
+    c = hf_checkpoint.read_safetensors(str(tmp_path / "from_tf" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_array_equal(a[k], c[k], err_msg=k)
+    assert (out / "tokenizer.json").read_bytes() == (tmp_path / "from_tf" / "tokenizer.json").read_bytes()
+    assert json.loads((tmp_path / "from_tf" / "config.json").read_text()) == json.loads((out / "config.json").read_text())
+    # The wrong vocabulary is refused with the reason, not exported.
+    refused = tmp_path / "refused"
+    capsys.readouterr()
+    code = export.main(["--format", "hf", "--checkpoint", str(tmp_path / "cont_hf" / "r"), "--vocab_file",
+                        str(EN_UNCASED), "--output_dir", str(refused)])
+    assert code == 2 and not refused.exists()
+    assert "has 30522 tokens but the model's vocab_size is 50000" in capsys.readouterr().err

@@ -38,19 +38,22 @@ def _run_dir_of(checkpoint: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from pipeline.flags import add_bool  # pylint: disable=import-outside-toplevel  (plain argparse, no Beam)
     parser = argparse.ArgumentParser(prog="bertbeam export", description=__doc__)
     parser.add_argument("--checkpoint", required=True,
-                        help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP")
-    parser.add_argument("--output_dir", required=True, help="folder for bert_model.ckpt.* (local or gs://)")
+                        help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP"
+                             " (hf: also a TF1 bert_model.ckpt)")
+    parser.add_argument("--output_dir", required=True,
+                        help="tf1: folder for bert_model.ckpt.* (local or gs://); hf: a local folder")
     parser.add_argument("--name", default="bert_model.ckpt", help="checkpoint prefix name")
     parser.add_argument("--format", default="tf1", choices=("tf1", "hf"),
                         help="tf1: Google's bert_model.ckpt (default); hf: a transformers folder (config.json, "
                              "model.safetensors, tokenizer files)")
     parser.add_argument("--vocab_file", default=None,
                         help="hf: vocab.txt or SentencePiece .model (default: the run's dataset manifest's)")
-    parser.add_argument("--do_lower_case", default=None, type=_parse_bool,
-                        help="hf: tokenizer casing (default: the dataset manifest's, else the vocab's config)")
-    parser.add_argument("--strip_accents", default=None, type=_parse_bool, help="hf: default as --do_lower_case")
+    add_bool(parser, "do_lower_case", None, "hf: tokenizer casing (default: the dataset manifest's, else the vocab's "
+             "vocab_config.json)")
+    add_bool(parser, "strip_accents", None, "hf: default as --do_lower_case")
     parser.add_argument("--pretrain_data", default=None,
                         help="hf: dataset folder whose manifest names the vocabulary (default: the run's)")
     parser.add_argument("--bert_config_file", default=None, help="model config (default: the run's)")
@@ -73,14 +76,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prefix = export(args.checkpoint, args.output_dir, args.name)
     print(f"bertbeam export: wrote {prefix}")
     return 0
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 if __name__ == "__main__":

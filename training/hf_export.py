@@ -52,7 +52,9 @@ def load_weights(checkpoint: str, bert_config_file: Optional[str] = None, albert
                     break
         if explicit is None:
             raise ExportError(f"{prefix}: a TF checkpoint; give --bert_config_file or --albert_config_file")
-        step = int(np.asarray(flat.pop("global_step", 0))) if "global_step" in flat else 0
+        from training.input_pipeline import tf_module  # pylint: disable=import-outside-toplevel
+        reader = tf_module().train.load_checkpoint(prefix)
+        step = int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
         return flat, explicit, None, step
     params, _, meta = checkpoints.restore_init(checkpoint, with_opt_state=False)
     run_dir = _run_dir_of(checkpoint)
@@ -117,13 +119,15 @@ def export_hf(checkpoint: str, output_dir: str, vocab_file: Optional[str] = None
             if file_sha256(vocab_path) != found["sha256"]:
                 raise ExportError(f"{vocab_path} changed since the dataset was built (sha256 differs from "
                                   f"{found['data_dir']}/manifest.json): give --vocab_file with the original")
+    from vocab.spm_model import load_any_vocab  # pylint: disable=import-outside-toplevel
+    size = load_any_vocab(vocab_path).size
+    if size != cfg.vocab_size:  # checked before anything is written
+        raise ExportError(f"vocabulary {vocab_path} has {size} tokens but the model's vocab_size is "
+                          f"{cfg.vocab_size}: give the --vocab_file the model was trained with")
     os.makedirs(output_dir, exist_ok=True)
     tok = hf_tokenizer.write_tokenizer(output_dir, vocab_path, do_lower_case, strip_accents,
                                        type_vocab_size=cfg.type_vocab_size,
                                        model_max_length=cfg.max_position_embeddings)
-    if tok["vocab_size"] != cfg.vocab_size:
-        raise ExportError(f"vocabulary {vocab_path} has {tok['vocab_size']} tokens but the model's vocab_size is "
-                          f"{cfg.vocab_size}: give the --vocab_file the model was trained with")
     state = hf_checkpoint.to_hf_state_dict(flat, cfg.is_albert)
     hf_checkpoint.write_safetensors(os.path.join(output_dir, hf_checkpoint.SAFETENSORS_NAME), state)
     config = hf_checkpoint.hf_config(cfg, with_nsp, tok["special_ids"])
