@@ -181,3 +181,26 @@ def test_folder_errors(tmp_path):
     params = models.init_params(models.build_model(BERT, True), jax.random.PRNGKey(1), 16, 4)
     with pytest.raises(tf_checkpoint.CheckpointError, match="bert/encoder/layer_1/output/dense/kernel"):
         hf_checkpoint.load_into(params, str(tmp_path), True, False)
+
+
+def test_sharded_safetensors_and_legacy_bin(tmp_path):
+    """A sharded folder (model.safetensors.index.json, as the hub stores large models) reads as one state dict;
+    a pre-1.6 (non-zip) pytorch_model.bin is a clear error naming torch."""
+    state = hf_checkpoint.to_hf_state_dict(_flax_flat(BERT, True), False)
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        hf_checkpoint.write_safetensors(str(tmp_path / name), {k: state[k] for k in part})
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "config.json").write_text(json.dumps(hf_checkpoint.hf_config(BERT, True)))
+    assert hf_checkpoint.is_hf_folder(str(tmp_path))
+    got, source = hf_checkpoint.read_hf_weights(str(tmp_path))
+    assert source.endswith("model.safetensors.index.json") and sorted(got) == keys
+    for k in keys:
+        np.testing.assert_array_equal(got[k], state[k])
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "pytorch_model.bin").write_bytes(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.")
+    with pytest.raises(hf_checkpoint.HFCheckpointError, match="legacy .*needs torch"):
+        hf_checkpoint.read_hf_weights(str(legacy))
