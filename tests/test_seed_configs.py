@@ -169,6 +169,8 @@ def test_configs_only_use_train_flag_names(tmp_path):
         copy.write_text(text)
         cfg = config_mod.build_config(["--config", str(copy)])
         for key, value in mine.items():
+            if key in config_mod.PATH_FIELDS:  # local paths are made absolute against the launch cwd
+                value = config_mod.absolute_path(value)
             if key in fields:
                 assert getattr(cfg, key) == pytest.approx(value) if isinstance(value, float) \
                     else getattr(cfg, key) == value, (path.name, key)

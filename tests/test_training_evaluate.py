@@ -17,10 +17,11 @@ def data(tmp_path_factory):
             "dyn": build_with_pipeline(root / "dyn", "--masking=dynamic", "--pairing=none")}
 
 
-def _model(kind="bert", with_nsp=True, seed=0):
+def _model(kind="bert", with_nsp=True, seed=0, **overrides):
     import jax
     from training import model_configs, models
-    cfg = model_configs.from_dict(dict(TINY, embedding_size=32) if kind == "albert" else dict(TINY), kind)
+    base = dict(TINY, embedding_size=32) if kind == "albert" else dict(TINY)
+    cfg = model_configs.from_dict(dict(base, **overrides), kind)
     params = models.init_params(models.build_model(cfg, with_nsp), jax.random.PRNGKey(seed), SEQ, PREDS)
     return cfg, jax.device_get(params)
 
@@ -87,8 +88,11 @@ def test_albert_sop_and_dynamic_mlm_only(data):
     dyn = [evaluate.evaluate_params(cfg, params, str(data["dyn"]), 16, 8) for _ in range(2)]
     assert "next_sentence_loss" not in dyn[0] and "next_sentence_accuracy" not in dyn[0]
     assert dyn[0] == dyn[1]
+    # An MLM-only ALBERT (no pooler/SOP head, type_vocab_size 1) on the same records: the same MLM metrics shape.
+    mlm_cfg, mlm_params = _model("albert", with_nsp=False, type_vocab_size=1)
+    mlm_only = evaluate.evaluate_params(mlm_cfg, mlm_params, str(data["dyn"]), 16, 8)
+    assert set(mlm_only) == {"masked_lm_accuracy", "lm_example_loss", "num_examples"} and mlm_only["num_examples"] == 16
     # A model without the NSP head cannot score SOP records: a clear error, not a silent partial result.
-    mlm_cfg, mlm_params = _model("albert", with_nsp=False)
     with pytest.raises(evaluate.EvalError, match="no cls/seq_relationship head"):
         evaluate.evaluate_params(mlm_cfg, mlm_params, str(data["sop"]), 8)
 

@@ -163,3 +163,38 @@ def test_training_never_imports_beam():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert out.stdout.strip() == "False"
+
+
+def test_gelu_is_the_tanh_approximation_and_named_so():
+    """hidden_act "gelu" (TF1 configs) is google-research/bert's tanh form, not the exact erf form."""
+    import math
+    from training import models
+    x = np.linspace(-5, 5, 101).astype(np.float32)
+    tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    erf_form = 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    assert models.activation("gelu") is models.gelu_tanh is models.activation("gelu_new")
+    np.testing.assert_allclose(np.asarray(models.gelu_tanh(x)), tanh_form, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(models.gelu_exact(x)), erf_form, atol=1e-6)
+    assert np.abs(tanh_form - erf_form).max() > 1e-4  # the two are distinguishable: the name matters
+
+
+def test_sigterm_sets_a_flag_and_handlers_are_restored():
+    import os
+    import signal
+    from training import preemption
+    before = signal.getsignal(signal.SIGTERM)
+    with preemption.StopAndSaveSignals() as signals:
+        assert signals.requested is None
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread; the handler only records it
+        assert signals.requested == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert preemption.agree(True, False) == (True, False)  # one process: its own decisions
+
+
+def test_save_clock():
+    from training import preemption
+    clock = preemption.SaveClock(60.0, now=1000.0)
+    assert not clock.due(now=1059.9) and clock.due(now=1060.0)
+    clock.saved(now=1060.0)
+    assert not clock.due(now=1100.0)
+    assert not preemption.SaveClock(0.0, now=0.0).due(now=1e9)  # 0 disables time-based saves

@@ -23,9 +23,15 @@ def _join(*parts: str) -> str:
     return os.path.join(*parts)
 
 
+def absolute(path: str) -> str:
+    """Orbax refuses relative paths: local paths are made absolute (against the cwd now); URLs unchanged."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
 def make_manager(run_dir: str, keep: int):
     """A CheckpointManager for RUN_DIR/checkpoints keeping the last `keep` steps."""
     ocp = _ocp()
+    run_dir = absolute(run_dir)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     return ocp.CheckpointManager(_join(run_dir, CHECKPOINT_SUBDIR), options=options,
                                  item_names=("params", "opt_state", "meta"))
@@ -70,7 +76,7 @@ def prune_data_states(run_dir: str, kept_steps) -> None:
 def resolve_orbax(path: str) -> Tuple[str, Optional[int]]:
     """An earlier run's folder, its checkpoints/ folder or one step folder -> (manager dir, step or None)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    path = path.rstrip("/")
+    path = absolute(path).rstrip("/")
     if tf.io.gfile.isdir(_join(path, CHECKPOINT_SUBDIR)):
         return _join(path, CHECKPOINT_SUBDIR), None
     base = path.rsplit("/", 1)[-1]

@@ -32,7 +32,12 @@ def format_line(step: int, total: int, m: Dict[str, float]) -> str:
 
 
 def write_model_config(run_dir: str, model_cfg) -> None:
-    """bert_config.json (and albert_config.json for ALBERT) in the run folder, next to checkpoints/."""
+    """bert_config.json (and albert_config.json for ALBERT) in the run folder, next to checkpoints/.
+
+    "hidden_act": "gelu" is kept in these TF1-layout files: google-research/bert and Model Garden read it as
+    the tanh approximation the model computes (models.gelu_tanh). Transformers reads "gelu" as the exact
+    form, so the Hugging Face export writes "gelu_new" instead.
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     tf.io.gfile.makedirs(run_dir)
     data = model_cfg.to_json_dict()

@@ -19,10 +19,29 @@ Array = jax.Array
 LN_EPSILON = 1e-12  # google-research/bert and ALBERT layer-norm epsilon
 
 
+def gelu_tanh(x: Array) -> Array:
+    """GELU, tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))).
+
+    What google-research/bert's modeling.gelu and TF Model Garden's `gelu` compute, so in a TF1
+    bert_config.json "gelu" means this. Transformers calls it "gelu_new" (its "gelu" is the exact erf form,
+    ~1e-3 off in the logits), so a Hugging Face export must say "gelu_new".
+    """
+    return nn.gelu(x, approximate=True)
+
+
+def gelu_exact(x: Array) -> Array:
+    """GELU, exact erf form: x * Phi(x) (Transformers' "gelu")."""
+    return nn.gelu(x, approximate=False)
+
+
+# hidden_act names as the TF1 configs use them; "gelu" is google-research/bert's (tanh) meaning.
+ACTIVATIONS = {"gelu": gelu_tanh, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu_exact": gelu_exact,
+               "relu": nn.relu, "tanh": jnp.tanh}
+
+
 def activation(name: str) -> Callable[[Array], Array]:
-    """bert_config.json hidden_act -> function. 'gelu' is the tanh approximation the original used."""
-    table = {"gelu": lambda x: nn.gelu(x, approximate=True), "gelu_new": lambda x: nn.gelu(x, approximate=True),
-             "gelu_exact": lambda x: nn.gelu(x, approximate=False), "relu": nn.relu, "tanh": jnp.tanh}
+    """bert_config.json hidden_act -> function. 'gelu' is the tanh approximation (gelu_tanh) the original used."""
+    table = ACTIVATIONS
     if name not in table:
         raise ValueError(f"hidden_act {name!r} not supported; use one of {sorted(table)}")
     return table[name]

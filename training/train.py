@@ -325,7 +325,7 @@ def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) 
     loop_start, loop_steps = time.time(), 0
     clock = preemption.SaveClock(cfg.checkpoint_every_secs)
     preempted: Optional[str] = None
-    last_eval_step = -1
+    last_eval_step = eval_history[-1]["step"] if eval_history else -1  # a relaunch of a finished run: no re-eval
     while step < stop_at:
         batch = global_batch(iterator.next(step))
         params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
