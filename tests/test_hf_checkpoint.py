@@ -204,3 +204,33 @@ def test_sharded_safetensors_and_legacy_bin(tmp_path):
     (legacy / "pytorch_model.bin").write_bytes(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.")
     with pytest.raises(hf_checkpoint.HFCheckpointError, match="legacy .*needs torch"):
         hf_checkpoint.read_hf_weights(str(legacy))
+
+
+@pytest.mark.parametrize("name,cfg,with_nsp", CASES)
+def test_exported_weights_same_outputs_in_transformers(name, cfg, with_nsp, tmp_path):
+    """bertbeam's Flax forward and transformers' forward on exported weights agree (shared ALBERT groups with
+    two inner layers, MLM-only with one token type, padding) to 3e-6 (measured <= 3e-7; transformers' exact
+    "gelu" instead of "gelu_new" would be off by 3e-5), without ../shared."""
+    import jax.numpy as jnp
+    from training import models
+    model = _hf_model(cfg, with_nsp)
+    import torch
+    flat = _flax_flat(cfg, with_nsp, seed=5)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in hf_checkpoint.to_hf_state_dict(flat, cfg.is_albert).items()},
+                          strict=False)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(5, cfg.vocab_size, size=(3, 16))
+    mask = np.ones((3, 16), np.int64)
+    mask[1, 10:] = 0
+    seg = np.zeros((3, 16), np.int64) if cfg.type_vocab_size == 1 else (np.arange(16) >= 7).astype(np.int64)[None].repeat(3, 0)
+    pos = np.array([[1, 3, 5, 0], [2, 4, 9, 0], [0, 7, 8, 15]])
+    out = models.build_model(cfg, with_nsp).apply({"params": tf_checkpoint.unflatten(flat)}, jnp.asarray(ids),
+                                                  jnp.asarray(mask), jnp.asarray(seg), jnp.asarray(pos), True)
+    with torch.no_grad():
+        hf = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(seg))
+    logits = (hf.prediction_logits if with_nsp else hf.logits).numpy()
+    np.testing.assert_allclose(np.take_along_axis(logits, pos[..., None], 1), np.asarray(out["mlm_logits"]),
+                               atol=3e-6, rtol=0)
+    if with_nsp:
+        nsp = hf.seq_relationship_logits if not cfg.is_albert else hf.sop_logits
+        np.testing.assert_allclose(nsp.numpy(), np.asarray(out["nsp_logits"]), atol=3e-6, rtol=0)
