@@ -154,6 +154,11 @@ def test_config_json_both_ways(tmp_path):
     acfg = hf_checkpoint.hf_config(ALBERT_MLM, False)
     assert acfg["architectures"] == ["AlbertForMaskedLM"] and acfg["type_vocab_size"] == 1
     assert hf_checkpoint.model_config_from_hf(acfg) == ALBERT_MLM
+    from training import models  # every activation the Flax models know has a transformers name
+    for act in models.ACTIVATIONS:
+        import dataclasses
+        back = hf_checkpoint.model_config_from_hf(hf_checkpoint.hf_config(dataclasses.replace(BERT, hidden_act=act), True))
+        assert models.ACTIVATIONS[back.hidden_act] is models.ACTIVATIONS[act]
     # HF's "gelu" is exact GELU: imported as bertbeam's gelu_exact, not the tanh form.
     assert hf_checkpoint.model_config_from_hf(dict(cfg, hidden_act="gelu")).hidden_act == "gelu_exact"
     path = tmp_path / "config.json"

@@ -152,7 +152,8 @@ def from_hf_state_dict(state: Dict[str, np.ndarray], names_and_shapes: Dict[str,
 
 # bertbeam hidden_act -> HF: bertbeam's "gelu" is the tanh approximation (google-research/bert), which HF
 # calls "gelu_new"; HF's "gelu" is the exact erf form, bertbeam's "gelu_exact".
-_ACT_TO_HF = {"gelu": "gelu_new", "gelu_new": "gelu_new", "gelu_exact": "gelu", "relu": "relu", "tanh": "tanh"}
+_ACT_TO_HF = {"gelu": "gelu_new", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu_exact": "gelu",
+              "relu": "relu", "tanh": "tanh"}
 _ACT_FROM_HF = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "gelu": "gelu_exact",
                 "relu": "relu", "tanh": "tanh"}
 
