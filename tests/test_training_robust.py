@@ -163,3 +163,19 @@ def test_sigkill_during_an_orbax_save_then_relaunch_equals_uninterrupted(dataset
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_resuming_an_unrestorable_optimizer_state_is_a_clear_error(dataset, tiny_config, tmp_path):
+    """A run whose checkpointed optimizer state does not fit (another --optimizer_type, or a checkpoint from before
+    the global-step learning rate) says how to continue it instead of an Orbax tree dump."""
+    import jax
+    from training import checkpoints, config as config_lib, models, train
+    common = dict(pretrain_data=dataset, bert_config_file=tiny_config, output_dir=tmp_path, num_steps_per_epoch=1)
+    setup = train.build_setup(config_lib.build_config(_flags(optimizer_type="adamw", **common)))
+    params = models.init_params(setup.model, jax.random.PRNGKey(0), SEQ, PREDS)
+    manager = checkpoints.make_manager(setup.run_dir, 1)
+    checkpoints.save(manager, 1, params, setup.tx.init(params), {})  # an AdamW run's checkpoint at step 1
+    manager.wait_until_finished()
+    manager.close()
+    with pytest.raises(config_lib.ConfigError, match="--expect_partial"):
+        train.train(config_lib.build_config(_flags(optimizer_type="lamb", **common)))

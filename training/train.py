@@ -248,7 +248,14 @@ def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) 
     latest = manager.latest_step()
     data_restore: Optional[str] = None
     if latest is not None:
-        params, opt_state, meta = checkpoints.restore_full(manager, latest, abstract_params, abstract_opt)
+        try:
+            params, opt_state, meta = checkpoints.restore_full(manager, latest, abstract_params, abstract_opt)
+        except ValueError as e:
+            raise config_lib.ConfigError(
+                f"{run_dir}: checkpoint {latest} holds an optimizer state this run cannot restore (another "
+                "--optimizer_type, or written before the learning rate came from the global step). Continue it as "
+                f"a new run: --init_checkpoint={run_dir} --expect_partial --load_mlm_nsp_weights and another "
+                f"--run_prefix (weights only; the global step continues). Orbax: {str(e).splitlines()[0]}") from e
         start_step = int(meta["step"])
         origin = f"resumed {run_dir} at step {start_step}"
         data_restore = checkpoints.data_state_prefix(run_dir, latest, jax.process_index())
