@@ -26,6 +26,11 @@ TRAIN_REQUIRES = [
     "tensorboardX>=2.6",
 ]
 
+# Hugging Face round trip in the tests (tests/test_hf_*.py): transformers 5 is PyTorch-only. torch==2.13.0 is
+# pinned because on this project's machines pip finds it as a CPU build (~190 MB wheel, 754 MB installed);
+# PyPI's own Linux x86_64 wheels are CUDA builds that need ~2.5 GB of nvidia-* packages even to import.
+HF_TEST_REQUIRES = ["transformers>=5,<6", "torch==2.13.0"]
+
 setuptools.setup(
     name="bertbeam",
     version="0.1.0",
@@ -37,7 +42,8 @@ setuptools.setup(
     install_requires=PIPELINE_REQUIRES,
     extras_require={
         "train": TRAIN_REQUIRES,
-        "dev": TRAIN_REQUIRES + ["pytest>=8", "pytest-xdist>=3", "pysbd>=0.3", "nltk>=3.8"],
+        "hf": HF_TEST_REQUIRES,
+        "dev": TRAIN_REQUIRES + ["pytest>=8", "pytest-xdist>=3", "pysbd>=0.3", "nltk>=3.8"] + HF_TEST_REQUIRES,
     },
     entry_points={"console_scripts": ["bertbeam=pipeline.main:main"]},
 )

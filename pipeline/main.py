@@ -11,7 +11,7 @@ SUBCOMMANDS = {
     "vocab": ("vocab.cli", "main", "train / report / validate WordPiece and SentencePiece vocabularies"),
     "train": ("training.run_pretrain", "main", "pretrain BERT/ALBERT in Flax on a built dataset"),
     "evaluate": ("training.evaluate", "main", "held-out MLM/NSP metrics of a checkpoint (last stdout line: JSON)"),
-    "export": ("training.export", "main", "export trained Flax weights to a TF BERT/ALBERT checkpoint"),
+    "export": ("training.export", "main", "export trained Flax weights to a TF BERT/ALBERT checkpoint or (--format hf) a Hugging Face folder"),
     "plan": ("pipeline.plan", "main", "epoch / dupe_factor / wall-time arithmetic for a phase schedule"),
     "launch": ("pipeline.launch", "main", "launch training on TPU VMs (gcloud), with --dry_run"),
 }

@@ -1,4 +1,5 @@
-"""`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json)."""
+"""`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json), or
+with --format hf a Hugging Face folder (training/hf_export.py)."""
 import argparse
 import json
 import sys
@@ -37,12 +38,41 @@ def _run_dir_of(checkpoint: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from pipeline.flags import add_bool  # pylint: disable=import-outside-toplevel  (plain argparse, no Beam)
     parser = argparse.ArgumentParser(prog="bertbeam export", description=__doc__)
     parser.add_argument("--checkpoint", required=True,
-                        help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP")
-    parser.add_argument("--output_dir", required=True, help="folder for bert_model.ckpt.* (local or gs://)")
+                        help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP"
+                             " (hf: also a TF1 bert_model.ckpt)")
+    parser.add_argument("--output_dir", required=True,
+                        help="tf1: folder for bert_model.ckpt.* (local or gs://); hf: a local folder")
     parser.add_argument("--name", default="bert_model.ckpt", help="checkpoint prefix name")
+    parser.add_argument("--format", default="tf1", choices=("tf1", "hf"),
+                        help="tf1: Google's bert_model.ckpt (default); hf: a transformers folder (config.json, "
+                             "model.safetensors, tokenizer files)")
+    parser.add_argument("--vocab_file", default=None,
+                        help="hf: vocab.txt or SentencePiece .model (default: the run's dataset manifest's)")
+    add_bool(parser, "do_lower_case", None, "hf: tokenizer casing (default: the dataset manifest's, else the vocab's "
+             "vocab_config.json)")
+    add_bool(parser, "strip_accents", None, "hf: default as --do_lower_case")
+    parser.add_argument("--pretrain_data", default=None,
+                        help="hf: dataset folder whose manifest names the vocabulary (default: the run's)")
+    parser.add_argument("--bert_config_file", default=None, help="model config (default: the run's)")
+    parser.add_argument("--albert_config_file", default=None, help="ALBERT model config (default: the run's)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.format == "hf":
+        from training import hf_export  # pylint: disable=import-outside-toplevel
+        try:
+            out = hf_export.export_hf(args.checkpoint, args.output_dir, args.vocab_file, args.do_lower_case,
+                                      args.strip_accents, args.pretrain_data, args.bert_config_file,
+                                      args.albert_config_file)
+        except ValueError as e:
+            print(f"bertbeam export: error: {e}", file=sys.stderr)
+            return 2
+        tok = out["tokenizer"]
+        print(f"bertbeam export: wrote {out['output_dir']} ({out['architecture']}, step {out['step']}, "
+              f"{out['num_tensors']} tensors; {tok['kind']} tokenizer from {out['vocab']}, "
+              f"do_lower_case={tok['do_lower_case']})")
+        return 0
     prefix = export(args.checkpoint, args.output_dir, args.name)
     print(f"bertbeam export: wrote {prefix}")
     return 0

@@ -73,8 +73,13 @@ def read_json(path: str) -> Dict[str, Any]:
 
 
 def load_config_file(path: str, albert: bool = False) -> ModelConfig:
-    """Reads an original bert_config.json (or albert_config.json with albert=True)."""
-    return from_dict(read_json(path), "albert" if albert else "bert")
+    """Reads an original bert_config.json (or albert_config.json with albert=True), or a transformers
+    config.json (its model_type decides; hidden_act translated, see training/hf_checkpoint.py)."""
+    data = read_json(path)
+    from training import hf_checkpoint  # pylint: disable=import-outside-toplevel
+    if hf_checkpoint.is_hf_config(data):
+        return hf_checkpoint.model_config_from_hf(data)
+    return from_dict(data, "albert" if albert else "bert")
 
 
 _BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

@@ -188,6 +188,10 @@ def _initial_weights(setup: Setup, rng: jax.Array) -> Tuple[Any, Optional[Any], 
             "no weights to start from: give --init_checkpoint (a TF BERT/ALBERT checkpoint such as "
             ".../multi_cased_L-12_H-768_A-12/bert_model.ckpt, or an earlier bertbeam run) or --init_weights "
             "for a random start")
+    from training import hf_checkpoint  # pylint: disable=import-outside-toplevel
+    if hf_checkpoint.is_hf_folder(source):  # a transformers BERT/ALBERT folder (safetensors or .bin)
+        params, what = hf_checkpoint.load_into(params, source, cfg.load_mlm_nsp_weights, setup.model_cfg.is_albert)
+        return params, None, 0, what
     tf_prefix = tf_checkpoint.resolve_tf_checkpoint(source)
     if tf_prefix is not None:
         tf_vars = tf_checkpoint.read_tf_checkpoint(tf_prefix)
