@@ -167,6 +167,21 @@ def test_longest_token_bound_changes_nothing(tmp_path):
         assert wordpiece_word(word, t2i, unk, 200, longest) == wordpiece_word(word, t2i, unk, 200)
 
 
+def test_unicode_tables_cached_on_disk_equal_computed(tmp_path, monkeypatch):
+    from transforms import wordpiece
+    monkeypatch.setenv("BERTBEAM_CACHE_DIR", str(tmp_path))
+    computed = wordpiece._compute_flags()
+    first = wordpiece._disk_cached("flags", wordpiece._compute_flags)  # computes and saves
+    assert len(list(tmp_path.glob("flags-*.npy"))) == 1
+    again = wordpiece._disk_cached("flags", lambda: pytest.fail("recomputed despite the cache"))
+    assert np.array_equal(first, computed) and np.array_equal(again, computed)
+    want = wordpiece._compute_case_map(True, True)
+    wordpiece._disk_cached("casemap11", lambda: want)
+    assert np.array_equal(wordpiece._disk_cached("casemap11", lambda: None), want)
+    monkeypatch.setenv("BERTBEAM_CACHE_DIR", "")
+    assert wordpiece._cache_path("flags") is None
+
+
 def test_tokenizing_never_imports_tensorflow(tmp_path):
     code = ("import sys; from transforms.wordpiece import WordPieceTokenizer as T; "
             f"t = T({_tiny_vocab(tmp_path)!r}, True); t.tokenize_lines(['hello 日本 é']); "

@@ -16,11 +16,13 @@ Earlier versions used tensorflow-text for step 2; importing TensorFlow cost ~2-4
 per worker process, and this path is as fast (bench/bench_tokenize.py).
 """
 import functools
+import hashlib
 import itertools
+import os
 import re
 import sys
 import unicodedata
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,13 +61,67 @@ def _class_from_cps(cps: Sequence[int]) -> str:
 
 # Bit flags of the per-code-point table.
 _REMOVE, _SPACE, _CJK, _MN, _UNASSIGNED = 1, 2, 4, 8, 16
+_PUNCT = 256  # only in the cached table
+
+
+def _cache_path(name: str) -> Optional[str]:
+    """Where a derived Unicode table is kept between processes (None: do not keep it).
+
+    The key holds this interpreter's Unicode version and this file's text, so a table is never reused
+    by a different Python or a changed derivation. BERTBEAM_CACHE_DIR="" turns the cache off.
+    """
+    root = os.environ.get("BERTBEAM_CACHE_DIR")
+    if root is None:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                            "bertbeam")
+    if not root:
+        return None
+    try:
+        with open(__file__, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return None
+    return os.path.join(root, f"{name}-unicode{unicodedata.unidata_version}-{sys.maxunicode:x}-{digest}.npy")
+
+
+def _disk_cached(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """compute(), or its result saved by an earlier process (deriving the tables takes ~0.1-0.3 s each;
+    every Beam worker process would pay that before its first document)."""
+    path = _cache_path(name)
+    if path is not None:
+        try:
+            value = np.load(path, allow_pickle=False)
+            if value.shape == (sys.maxunicode + 1,):
+                return value
+        except (OSError, ValueError):
+            pass
+    value = compute()
+    if path is not None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, value, allow_pickle=False)
+            os.replace(tmp, path)  # atomic: a reader sees the whole table or none
+        except OSError:
+            pass
+    return value
 
 
 @functools.lru_cache(maxsize=None)
 def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
     """A flag per code point from this interpreter's unicodedata, and the exact word-splitting regex."""
-    flags = np.zeros(sys.maxunicode + 1, np.uint8)
-    punct = []
+    table = _disk_cached("flags", _compute_flags)
+    flags = table & 0xFF
+    punct = np.flatnonzero(table & _PUNCT).tolist()
+    punct_class = _class_from_cps(punct)
+    # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
+    words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
+    return flags.astype(np.uint8), words
+
+
+def _compute_flags() -> np.ndarray:
+    flags = np.zeros(sys.maxunicode + 1, np.uint16)
     for cp in range(sys.maxunicode + 1):
         ch = chr(cp)
         cat = unicodedata.category(ch)
@@ -84,13 +140,10 @@ def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
         if cat == "Cs":  # lone surrogates: likewise
             flags[cp] |= _UNASSIGNED
         if _is_punctuation_cp(cp, cat):
-            punct.append(cp)
+            flags[cp] |= _PUNCT
     for lo, hi in _CJK_RANGES:
         flags[lo:hi + 1] |= _CJK
-    punct_class = _class_from_cps(punct)
-    # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
-    words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
-    return flags, words
+    return flags
 
 
 _ASCII_TABLE = bytes.maketrans(b"\t\r", b"  ")
@@ -110,6 +163,12 @@ _DELETE, _COMPLEX = -1, -2
 
 @functools.lru_cache(maxsize=None)
 def _case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
+    """The per-code-point case map (see _compute_case_map), computed once per machine."""
+    return _disk_cached(f"casemap{int(do_lower_case)}{int(strip_accents)}",
+                        lambda: _compute_case_map(do_lower_case, strip_accents))
+
+
+def _compute_case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
     """Per code point: what lower() then NFD + drop Mn make of it on its own, when that is context-free.
 
     Entries: the single resulting code point, _DELETE (nothing left), or _COMPLEX (use the str methods):
