@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="A bucket also closes at this much text once it holds 16 documents (bounds worker "
                         "memory: about 150 MB per MB of text at seq 128, dupe_factor 5).")
     p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
+    p.add_argument("--quiet", action="store_true",
+                   help="No progress lines or time table on stderr (local runs print a line every few seconds).")
     p.add_argument("--max_line_bytes", type=int, default=0,
                    help="Longest input line kept; a document with a longer line is dropped and counted "
                         "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
@@ -368,6 +370,9 @@ def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
 def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     """Builds the dataset(s); returns one manifest per sequence length. Raises FlagError (or VocabError,
     InputError) for bad flags or inputs before any work starts."""
+    from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
+    runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
+    runtime_env.install_log_filters()
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
     from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
@@ -400,11 +405,30 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     _ = (p
          | "CreateRanges" >> beam.Create(ranges)
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
-    result = p.run()
-    result.wait_until_finish()
+    watch = _local_progress(args, runner_name, inputs, started)
+    with watch or _no_progress():
+        result = p.run()
+        result.wait_until_finish()
+    if watch is not None:
+        print(watch.finish(), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()
     LAST_RUN_COUNTERS.update(_counters(result))
     return [read_manifest(plan.output_dir) for plan in plans]
+
+
+def _local_progress(args, runner_name: str, inputs, started: float):
+    """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
+    if args.quiet or local_runner(runner_name) is None:
+        return None
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
+                                  started=started)
+
+
+def _no_progress():
+    import contextlib  # pylint: disable=import-outside-toplevel
+    return contextlib.nullcontext()
 
 
 # Beam counters of the last run_all in this process (progress figures; the manifest's counts come

@@ -1,0 +1,308 @@
+"""Progress you can see: per-process progress records, their aggregation, and the lines printed on stderr.
+
+Local runs: each process doing build work (the launching process with `in_memory`, the worker
+subprocesses with `multi_processing`) appends small JSON records to its own file under the folder named by
+$BERTBEAM_PROGRESS_DIR; a thread in the launching process sums them every few seconds and prints one line
+on stderr. Records are progress figures only (a retried bundle may count twice); the manifest's counts
+come from the data. Nothing here touches the output. On Dataflow the same figures are Beam counters.
+"""
+import json
+import os
+import sys
+import threading
+import time
+from typing import Callable, Dict, Iterable, List, Optional, TextIO, Tuple
+
+ENV_DIR = "BERTBEAM_PROGRESS_DIR"
+DEFAULT_INTERVAL_S = 5.0  # the issue asks for a line at least every 10 s
+
+# Stage names in the order the time table lists them.
+STAGES = ("read", "tokenize", "build_instances", "spill", "write_shards")
+
+
+# --- pure formatting ------------------------------------------------------------------------------------
+
+def format_duration(seconds: Optional[float]) -> str:
+    """12s, 3m05s, 1h02m; '?' when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def eta_seconds(done: float, total: float, elapsed: float) -> Optional[float]:
+    """Time left at the average rate so far; None before there is a rate or when the total is unknown."""
+    if total <= 0 or done <= 0 or elapsed <= 0:
+        return None
+    return max(0.0, (total - done) * elapsed / done)
+
+
+def build_line(totals: Dict[str, float], total_bytes: int, elapsed: float) -> str:
+    """One progress line of a build: input MB done / total, documents, instances, instances/s, ETA."""
+    done = min(float(totals.get("bytes", 0)), float(total_bytes)) if total_bytes else float(totals.get("bytes", 0))
+    inst = int(totals.get("instances", 0))
+    pct = f" ({100.0 * done / total_bytes:.0f}%)" if total_bytes else ""
+    rate = inst / elapsed if elapsed > 0 else 0.0
+    return (f"[build {format_duration(elapsed)}] input {done / 1e6:.1f}/{total_bytes / 1e6:.1f} MB{pct}  "
+            f"documents {int(totals.get('documents', 0)):,}  instances {inst:,}  {rate:,.0f} instances/s  "
+            f"ETA {format_duration(eta_seconds(done, total_bytes, elapsed))}")
+
+
+def train_line(step: int, last_step: int, examples_per_s: float, elapsed: float, start_step: int = 0) -> str:
+    """One progress line of training: step, examples/s, ETA to the last step."""
+    done = step - start_step
+    eta = eta_seconds(done, last_step - start_step, elapsed)
+    return (f"[train {format_duration(elapsed)}] step {step:,}/{last_step:,}  {examples_per_s:,.1f} examples/s  "
+            f"ETA {format_duration(eta)}")
+
+
+def count_line(label: str, done: int, total: Optional[int], unit: str, elapsed: float) -> str:
+    """A generic progress line: `[label 12s] 3,000/10,000 sentences  250/s  ETA 28s`."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    of = f"/{total:,}" if total else ""
+    eta = format_duration(eta_seconds(done, total, elapsed)) if total else "?"
+    return f"[{label} {format_duration(elapsed)}] {done:,}{of} {unit}  {rate:,.0f}/s  ETA {eta}"
+
+
+STARTUP, OTHER = "start-up (launcher)", "runner and other"
+
+
+def stage_table(stages: Dict[str, float], wall: float) -> str:
+    """The time table printed when a build ends: CPU-seconds per stage (summed over workers) and shares."""
+    rows: List[Tuple[str, float]] = [(STARTUP, stages[STARTUP])] if STARTUP in stages else []
+    rows += [(name, stages[name]) for name in STAGES if name in stages]
+    rows += [(name, value) for name, value in sorted(stages.items()) if name not in STAGES + (STARTUP, OTHER)]
+    rows += [(OTHER, stages[OTHER])] if OTHER in stages else []
+    total = sum(v for _, v in rows)
+    width = max([len(n) for n, _ in rows] + [len("stage")])
+    out = [f"{'stage':<{width}}  {'cpu s':>8}  {'share':>6}"]
+    for name, value in rows:
+        out.append(f"{name:<{width}}  {value:>8.2f}  {100.0 * value / total if total else 0.0:>5.1f}%")
+    out.append(f"{'total':<{width}}  {total:>8.2f}  (wall {wall:.1f} s, {total / wall if wall else 0:.2f} cores busy)")
+    return "\n".join(out)
+
+
+# --- aggregation (pure) ---------------------------------------------------------------------------------
+
+def aggregate(records: Iterable[Dict]) -> Dict[str, float]:
+    """Sums progress records: documents, instances and stage seconds add up; each input range's byte
+    position is the furthest reported for it (records say where a range's reader is, not how far it moved)."""
+    totals: Dict[str, float] = {"documents": 0, "instances": 0, "bytes": 0}
+    position: Dict[str, int] = {}
+    stages: Dict[str, float] = {}
+    for r in records:
+        totals["documents"] += r.get("d", 0)
+        totals["instances"] += r.get("i", 0)
+        if "r" in r:
+            position[r["r"]] = max(position.get(r["r"], 0), int(r.get("b", 0)))
+        for name, value in r.get("s", {}).items():
+            stages[name] = stages.get(name, 0.0) + float(value)
+    totals["bytes"] = sum(position.values())
+    totals["stages"] = stages  # type: ignore[assignment]
+    return totals
+
+
+def read_records(folder: str, offsets: Dict[str, int], into: List[Dict]) -> None:
+    """Appends the complete new records of every file in `folder` to `into`; `offsets` remembers how far
+    each file was read (a record still being written is left for the next call)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offsets.get(name, 0))
+                data = f.read()
+        except OSError:
+            continue
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            try:
+                into.append(json.loads(line))
+            except ValueError:
+                continue
+        offsets[name] = offsets.get(name, 0) + end
+
+
+# --- worker side ----------------------------------------------------------------------------------------
+
+class Recorder:
+    """Appends progress records for this process to $BERTBEAM_PROGRESS_DIR/<pid>.jsonl; a no-op elsewhere.
+
+    Cheap: one short line per bucket (a bucket is thousands of instances), written with one write call.
+    """
+
+    def __init__(self, folder: Optional[str] = None):
+        self._folder = os.environ.get(ENV_DIR) if folder is None else folder
+        self._file = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._folder)
+
+    def record(self, range_key: Optional[str] = None, position: int = 0, documents: int = 0,
+               instances: int = 0, stages: Optional[Dict[str, float]] = None) -> None:
+        if not self._folder:
+            return
+        rec: Dict = {}
+        if range_key is not None:
+            rec["r"], rec["b"] = range_key, int(position)
+        if documents:
+            rec["d"] = int(documents)
+        if instances:
+            rec["i"] = int(instances)
+        if stages:
+            rec["s"] = {k: round(v, 4) for k, v in stages.items() if v}
+        try:
+            if self._file is None:
+                self._file = open(os.path.join(self._folder, f"{os.getpid()}-{id(self):x}.jsonl"), "a",
+                                  encoding="utf-8")
+            self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError:
+            self._folder = None  # progress is optional: never fail a build over it
+
+
+class StageClock:
+    """CPU-seconds of the calling thread per stage: `with clock("tokenize"): ...`; `take()` returns and
+    resets what was measured since the last take."""
+
+    def __init__(self):
+        self._spent: Dict[str, float] = {}
+
+    def __call__(self, stage: str) -> "_Timing":
+        return _Timing(self, stage)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self._spent[stage] = self._spent.get(stage, 0.0) + seconds
+
+    def take(self) -> Dict[str, float]:
+        spent, self._spent = self._spent, {}
+        return spent
+
+
+class _Timing:
+    __slots__ = ("_clock", "_stage", "_t")
+
+    def __init__(self, clock: StageClock, stage: str):
+        self._clock, self._stage = clock, stage
+
+    def __enter__(self):
+        self._t = time.thread_time()
+        return self
+
+    def __exit__(self, *exc):
+        self._clock.add(self._stage, time.thread_time() - self._t)
+        return False
+
+
+# --- launcher side --------------------------------------------------------------------------------------
+
+class Reporter:
+    """Prints a line on `stream` every `interval` seconds from `line(elapsed)`, from a daemon thread.
+
+    `line` returns the text, or None to skip this tick. `stop()` prints the last line once more.
+    """
+
+    def __init__(self, line: Callable[[float], Optional[str]], interval: float = DEFAULT_INTERVAL_S,
+                 stream: Optional[TextIO] = None, started: Optional[float] = None):
+        self._line = line
+        self._interval = interval
+        self._stream = stream if stream is not None else sys.stderr
+        self._started = time.time() if started is None else started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bertbeam-progress", daemon=True)
+
+    def start(self) -> "Reporter":
+        self._thread.start()
+        return self
+
+    def _emit(self) -> None:
+        try:
+            text = self._line(time.time() - self._started)
+        except Exception as e:  # progress must never break the run it reports on
+            text = f"[progress] unavailable: {e}"
+        if text:
+            print(text, file=self._stream, flush=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._emit()
+
+    def stop(self, final: bool = True) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if final:
+            self._emit()
+
+
+class BuildProgress:
+    """The launching process's side of a build's progress: sets up the record folder (inherited by worker
+    subprocesses through the environment), prints a line every interval and the time table at the end."""
+
+    def __init__(self, total_bytes: int, folder: str, interval: float = DEFAULT_INTERVAL_S,
+                 stream: Optional[TextIO] = None, started: Optional[float] = None):
+        self.total_bytes = int(total_bytes)
+        self.folder = folder
+        self._offsets: Dict[str, int] = {}
+        self._records: List[Dict] = []
+        self._lock = threading.Lock()
+        self._stream = stream if stream is not None else sys.stderr
+        self._started = time.time() if started is None else started
+        self._reporter = Reporter(self._line, interval, self._stream, self._started)
+        self._previous_env: Optional[str] = None
+        self._cpu_at_start = (0.0, 0.0)
+
+    def totals(self) -> Dict[str, float]:
+        with self._lock:
+            read_records(self.folder, self._offsets, self._records)
+            return aggregate(self._records)
+
+    def _line(self, elapsed: float) -> str:
+        return build_line(self.totals(), self.total_bytes, elapsed)
+
+    def __enter__(self) -> "BuildProgress":
+        os.makedirs(self.folder, exist_ok=True)
+        self._previous_env = os.environ.get(ENV_DIR)
+        os.environ[ENV_DIR] = self.folder
+        self._cpu_at_start = (time.process_time(), _children_cpu())
+        self._reporter.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._reporter.stop(final=exc[0] is None)
+        if self._previous_env is None:
+            os.environ.pop(ENV_DIR, None)
+        else:
+            os.environ[ENV_DIR] = self._previous_env
+
+    def finish(self) -> str:
+        """The per-stage time table, and the record folder removed. Stages come from the workers' records;
+        start-up is the launching process's CPU before the pipeline started (imports, flags, input checks,
+        tokenizer); "runner and other" is the rest of all processes' CPU (Beam's runner, pickling, the
+        shuffle, worker start-up) -- reaped worker subprocesses included."""
+        stages = dict(self.totals()["stages"])  # type: ignore[arg-type]
+        startup_cpu, children_before = self._cpu_at_start
+        total_cpu = time.process_time() + _children_cpu() - children_before
+        stages[STARTUP] = startup_cpu
+        stages[OTHER] = max(0.0, total_cpu - sum(stages.values()))
+        import shutil  # pylint: disable=import-outside-toplevel
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return stage_table(stages, time.time() - self._started)
+
+
+def _children_cpu() -> float:
+    """CPU-seconds of this process's finished (waited-for) child processes."""
+    try:
+        import resource  # pylint: disable=import-outside-toplevel
+    except ImportError:  # not POSIX
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
