@@ -71,6 +71,7 @@ class _BuildRunsFn(beam.DoFn):
         self._buckets = Metrics.counter(NAMESPACE, "buckets")
         self._bytes_read = Metrics.counter(NAMESPACE, "input_bytes_read")
         self._stage_ms = {name: Metrics.counter(NAMESPACE, f"cpu_ms_{name}") for name in progress.STAGES}
+        self._startup_ms = Metrics.distribution(NAMESPACE, "worker_startup_cpu_ms")
         self._clock = progress.StageClock()
         self._recorder = progress.Recorder("")  # replaced in setup()
         self._bucket_instances = 0
@@ -87,6 +88,9 @@ class _BuildRunsFn(beam.DoFn):
             self._segmenter = Segmenter(self._plan.lang or "generic")
 
     def process(self, rng: InputRange) -> Iterable[Dict[str, Any]]:
+        startup = self._recorder.first_document()
+        if startup is not None:
+            self._startup_ms.update(int(startup * 1000))
         plan = self._plan
         stats = corpus_reader.ReadStats()
         read_counts: Dict[str, int] = collections.Counter()
