@@ -191,12 +191,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         bench = Bench(args, tmp)
         tiny = tmp / "tiny.txt"
         _tiny_corpus(src, tiny)
+        # Every run reads a copy under the same folder: document keys (and so seeds) come from the file name.
+        one = tmp / "corpus_x1.txt"
+        _repeat_corpus(src, 1, one)
         big = tmp / f"corpus_x{args.scale}.txt"
         _repeat_corpus(src, args.scale, big)
         tiny_mb = tiny.stat().st_size / 1e6
 
         ours_tiny = bench.build("bertbeam tiny (fixed cost)", tiny, tiny_mb)
-        ours1 = bench.build("bertbeam x1", src, mb)
+        ours1 = bench.build("bertbeam x1", one, mb)
         ours_big = bench.build(f"bertbeam x{args.scale}", big, mb * args.scale) if args.scale > 1 else ours1
         load = None
         if not args.skip_load:
@@ -216,7 +219,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if not args.skip_baseline:
             base_scale = args.baseline_scale or args.scale
             base_tiny = bench.baseline("baseline tiny (fixed cost)", tiny, tiny_mb)
-            base1 = bench.baseline("baseline x1", src, mb)
+            base1 = bench.baseline("baseline x1", one, mb)
             if base_scale > 1:
                 base_corpus = big if base_scale == args.scale else tmp / f"corpus_x{base_scale}.txt"
                 if base_scale != args.scale:

@@ -60,20 +60,25 @@ def build_line(totals: Dict[str, float], total_bytes: int, elapsed: float) -> st
             f"ETA {format_duration(eta_seconds(done, total_bytes, elapsed))}")
 
 
-def train_line(step: int, last_step: int, examples_per_s: float, elapsed: float, start_step: int = 0) -> str:
+def train_line(step: int, last_step: int, examples_per_s: float, eta: Optional[float], elapsed: float) -> str:
     """One progress line of training: step, examples/s, ETA to the last step."""
-    done = step - start_step
-    eta = eta_seconds(done, last_step - start_step, elapsed)
     return (f"[train {format_duration(elapsed)}] step {step:,}/{last_step:,}  {examples_per_s:,.1f} examples/s  "
             f"ETA {format_duration(eta)}")
 
 
-def count_line(label: str, done: int, total: Optional[int], unit: str, elapsed: float) -> str:
-    """A generic progress line: `[label 12s] 3,000/10,000 sentences  250/s  ETA 28s`."""
-    rate = done / elapsed if elapsed > 0 else 0.0
-    of = f"/{total:,}" if total else ""
-    eta = format_duration(eta_seconds(done, total, elapsed)) if total else "?"
-    return f"[{label} {format_duration(elapsed)}] {done:,}{of} {unit}  {rate:,.0f}/s  ETA {eta}"
+def text_line(label: str, pass_index: int, passes: int, done_bytes: float, total_bytes: float, sentences: int,
+              elapsed: float) -> str:
+    """`[vocab 12s] pass 1/2: text 3.1/17.7 MB (18%)  120,000 sentences  10,000 sentences/s  ETA 1m50s`;
+    the ETA covers every pass (bytes are approximate: characters of the sentences read)."""
+    done = min(done_bytes, total_bytes) if total_bytes else done_bytes
+    pct = f" ({100.0 * done / total_bytes:.0f}%)" if total_bytes else ""
+    overall = (pass_index - 1) * total_bytes + done
+    eta = eta_seconds(overall, passes * total_bytes, elapsed)
+    tail = "reading done; training" if pass_index == passes and total_bytes and done >= total_bytes else \
+        f"ETA {format_duration(eta)}"
+    rate = sentences / elapsed if elapsed > 0 else 0.0
+    return (f"[{label} {format_duration(elapsed)}] pass {pass_index}/{passes}: text {done / 1e6:.1f}/"
+            f"{total_bytes / 1e6:.1f} MB{pct}  {sentences:,} sentences  {rate:,.0f} sentences/s  {tail}")
 
 
 STARTUP, OTHER = "start-up (launcher)", "runner and other"
@@ -343,3 +348,67 @@ def _children_cpu() -> float:
         return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def quiet_from_env() -> bool:
+    """BERTBEAM_QUIET=1 turns every progress line off (what --quiet does)."""
+    return os.environ.get("BERTBEAM_QUIET", "").strip().lower() in ("1", "true", "yes")
+
+
+class TextProgress:
+    """`bertbeam vocab`: progress through the training text. `wrap(sentences)` starts a pass and counts what
+    the trainer reads; a line every interval on stderr until `stop()`."""
+
+    def __init__(self, total_bytes: int, passes: int = 1, label: str = "vocab", interval: Optional[float] = None,
+                 stream: Optional[TextIO] = None):
+        self.total_bytes, self.passes, self.label = int(total_bytes), max(1, passes), label
+        self.pass_index, self.bytes, self.sentences = 0, 0, 0
+        self._reporter = Reporter(self._line, interval_from_env() if interval is None else interval, stream)
+
+    def _line(self, elapsed: float) -> Optional[str]:
+        if self.pass_index == 0:
+            return None
+        return text_line(self.label, self.pass_index, max(self.passes, self.pass_index), self.bytes,
+                         self.total_bytes, self.sentences, elapsed)
+
+    def wrap(self, sentences: Iterable[str]) -> Iterable[str]:
+        self.pass_index += 1
+        self.bytes = 0
+        for sentence in sentences:
+            self.bytes += len(sentence) + 1
+            self.sentences += 1
+            yield sentence
+
+    def start(self) -> "TextProgress":
+        self._reporter.start()
+        return self
+
+    def stop(self) -> None:
+        self._reporter.stop(final=False)
+
+
+class TrainProgress:
+    """`bertbeam train`: a line every interval on stderr with the step, examples/s (over the last interval)
+    and the ETA to the last step. The training loop only sets `.step` (an int; read by the thread)."""
+
+    def __init__(self, last_step: int, start_step: int, batch_size: int, interval: Optional[float] = None,
+                 stream: Optional[TextIO] = None):
+        self.step = start_step
+        self.last_step, self.batch_size = last_step, batch_size
+        self._previous = (time.time(), start_step)
+        self._reporter = Reporter(self._line, interval_from_env() if interval is None else interval, stream)
+
+    def _line(self, elapsed: float) -> str:
+        now, step = time.time(), self.step
+        then, before = self._previous
+        self._previous = (now, step)
+        steps_per_s = (step - before) / (now - then) if now > then else 0.0
+        eta = (self.last_step - step) / steps_per_s if steps_per_s > 0 else None
+        return train_line(step, self.last_step, steps_per_s * self.batch_size, eta, elapsed)
+
+    def start(self) -> "TrainProgress":
+        self._reporter.start()
+        return self
+
+    def stop(self) -> None:
+        self._reporter.stop(final=False)

@@ -24,9 +24,11 @@ def test_build_line_names_every_figure():
     assert line.startswith("[build 10s] input 5.0/20.0 MB (25%)")
     assert "documents 1,200" in line and "instances 40,000" in line and "4,000 instances/s" in line
     assert line.endswith("ETA 30s")
-    train = progress.train_line(step=250, last_step=1000, examples_per_s=512.0, elapsed=50.0)
+    train = progress.train_line(step=250, last_step=1000, examples_per_s=512.0, eta=150.0, elapsed=50.0)
     assert train == "[train 50s] step 250/1,000  512.0 examples/s  ETA 2m30s"
-    assert progress.count_line("vocab", 300, 1000, "sentences", 3.0).endswith("300/1,000 sentences  100/s  ETA 7s")
+    text = progress.text_line("vocab", 1, 2, 5e6, 10e6, 1000, 10.0)
+    assert text == "[vocab 10s] pass 1/2: text 5.0/10.0 MB (50%)  1,000 sentences  100 sentences/s  ETA 30s"
+    assert progress.text_line("vocab", 2, 2, 10e6, 10e6, 9, 9.0).endswith("reading done; training")
 
 
 def test_aggregate_sums_counts_and_keeps_the_furthest_position_per_range():
@@ -117,3 +119,33 @@ def test_reporter_survives_a_failing_line():
     time.sleep(0.1)
     rep.stop()
     assert "[progress] unavailable: boom" in out.getvalue()
+
+
+def test_text_progress_counts_each_pass():
+    out = io.StringIO()
+    watch = progress.TextProgress(total_bytes=12, passes=2, interval=0.02, stream=out).start()
+    assert list(watch.wrap(["abc", "de"])) == ["abc", "de"]
+    assert (watch.pass_index, watch.bytes, watch.sentences) == (1, 7, 2)
+    list(watch.wrap(iter(["abcdefghijk"])))
+    time.sleep(0.1)
+    watch.stop()
+    assert (watch.pass_index, watch.bytes, watch.sentences) == (2, 12, 3)
+    assert "pass 2/2: text 0.0/0.0 MB (100%)  3 sentences" in out.getvalue().splitlines()[-1]
+
+
+def test_train_progress_rate_and_eta_from_the_last_interval():
+    out = io.StringIO()
+    watch = progress.TrainProgress(last_step=1000, start_step=100, batch_size=8, interval=10, stream=out)
+    watch._previous = (time.time() - 2.0, 100)  # as if the last line was 2 s ago, at step 100
+    watch.step = 300
+    line = watch._line(elapsed=2.0)
+    rate = float(line.split("  ")[1].split()[0].replace(",", ""))
+    assert line.startswith("[train 2s] step 300/1,000") and 750 < rate < 810  # ~100 steps/s x 8
+    assert "ETA 7s" in line
+
+
+def test_quiet_env(monkeypatch):
+    monkeypatch.setenv("BERTBEAM_QUIET", "1")
+    assert progress.quiet_from_env()
+    monkeypatch.setenv("BERTBEAM_QUIET", "0")
+    assert not progress.quiet_from_env()
