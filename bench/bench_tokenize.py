@@ -83,9 +83,12 @@ def candidates(vocab_path: str, lower: bool, strip) -> Dict[str, Callable[[Seque
     ref = ReferenceTokenizer(tokens, do_lower_case=lower, strip_accents=strip)
     out["oracle"] = lambda lines: [ref.ids(x) for x in lines]
 
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_text as tf_text  # pylint: disable=import-outside-toplevel
-    if strip_eff == lower:  # tf-text has no "lower case but keep accents" mode
+    try:  # tensorflow-text is only a comparison here (the dev extra installs it)
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        import tensorflow_text as tf_text  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        tf_text = None
+    if tf_text is not None and strip_eff == lower:  # tf-text has no "lower case but keep accents" mode
         fbt = tf_text.FastBertTokenizer(vocab=tokens, token_out_type=tf.int32,
                                         lower_case_nfd_strip_accents=lower,
                                         max_bytes_per_word=4 * REFERENCE_MAX_INPUT_CHARS_PER_WORD)

@@ -1,5 +1,6 @@
 """`bertbeam train` / `python -m training.run_pretrain`: flags -> TrainConfig -> training.train.train."""
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -8,6 +9,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses the seed runs' flags (and --config FILE), sets up JAX (multi-host if asked) and trains."""
     from training import config as config_lib  # pylint: disable=import-outside-toplevel
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--quiet" in argv:  # no progress lines on stderr (the per-loop metrics lines stay)
+        argv = [a for a in argv if a != "--quiet"]
+        os.environ["BERTBEAM_QUIET"] = "1"
     try:
         cfg = config_lib.build_config(argv)
     except config_lib.HelpRequested as e:

@@ -292,12 +292,17 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
     add_sums = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
     lr_at = jax.jit(setup.schedule)
     loop_start, loop_steps = time.time(), 0
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    watch = None if progress.quiet_from_env() or not is_chief else \
+        progress.TrainProgress(stop_at, step, cfg.train_batch_size).start()  # a stderr line every few seconds
     while step < stop_at:
         batch = global_batch(iterator.next(step))
         params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
         loop_sums = sums if loop_sums is None else add_sums(loop_sums, sums)
         step += 1
         loop_steps += 1
+        if watch is not None:
+            watch.step = step
         if step % cfg.steps_per_loop == 0 or step == stop_at:
             host_sums = jax.tree.map(float, jax.device_get(loop_sums))
             elapsed = time.time() - loop_start
@@ -312,6 +317,8 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
             save(step)
             if is_chief:
                 writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total)
+    if watch is not None:
+        watch.stop()
     manager.wait_until_finished()
     manager.close()
     writer.close()
