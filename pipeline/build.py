@@ -372,6 +372,8 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     InputError) for bad flags or inputs before any work starts."""
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
+    import gc  # pylint: disable=import-outside-toplevel
+    gc.disable()  # no full collections while Beam's ~100,000 module objects load
     runtime_env.install_log_filters()
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
@@ -379,6 +381,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
     from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
     from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
+    gc.enable()
 
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
@@ -405,6 +408,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     _ = (p
          | "CreateRanges" >> beam.Create(ranges)
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
+    runtime_env.freeze_startup_objects()
     watch = _local_progress(args, runner_name, inputs, started)
     with watch or _no_progress():
         result = p.run()

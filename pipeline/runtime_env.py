@@ -1,5 +1,7 @@
-"""Process environment of a build: native thread pools sized to one thread, and one-line, noise-free logs."""
+"""Process environment of a build: native thread pools sized to one thread, a cheaper garbage collector, and
+one-line, noise-free logs."""
 import codecs
+import gc
 import logging
 import os
 import re
@@ -31,6 +33,21 @@ def limit_thread_pools(env: Optional[MutableMapping[str, str]] = None) -> Dict[s
             env[name] = value
             applied[name] = value
     return applied
+
+
+# Collect the youngest generation every 20,000 container allocations (Python's default: 700). Building
+# instances allocates millions of short-lived lists that reference counting frees anyway; each full collection
+# also walked every object of Beam's and numpy's ~100,000-object module graph. Measured on a 4.4 MB build:
+# 0.42 CPU-s of 3.2 in the collector before, 0.15 after (with freeze_startup_objects).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def freeze_startup_objects() -> None:
+    """Moves everything alive now (modules, classes, the vocabulary) out of the collector's reach and
+    raises its thresholds. Called once per worker process after start-up (DoFn.setup); nothing is freed
+    later than it would be by reference counting, only cyclic garbage waits a little longer."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 # Beam forwards each worker log entry to the launcher as "Worker: <the whole protobuf on one line>".

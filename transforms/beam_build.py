@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import progress
+from pipeline import progress, runtime_env
 from transforms import bucket_builder, corpus_reader, fileio, keys, spill
 from transforms.bucket_builder import BuildConfig, VocabInfo
 from transforms.corpus_reader import InputRange
@@ -86,6 +86,7 @@ class _BuildRunsFn(beam.DoFn):
         if self._plan.input_format in ("text", "jsonl"):
             from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
             self._segmenter = Segmenter(self._plan.lang or "generic")
+        runtime_env.freeze_startup_objects()  # after the heavy objects: the collector skips them from now on
 
     def process(self, rng: InputRange) -> Iterable[Dict[str, Any]]:
         startup = self._recorder.first_document()
