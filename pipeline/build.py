@@ -409,7 +409,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
          | "CreateRanges" >> beam.Create(ranges)
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
     runtime_env.freeze_startup_objects()
-    watch = _local_progress(args, runner_name, inputs, started)
+    watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans))
     with watch or _no_progress():
         result = p.run()
         result.wait_until_finish()
@@ -420,14 +420,14 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     return [read_manifest(plan.output_dir) for plan in plans]
 
 
-def _local_progress(args, runner_name: str, inputs, started: float):
+def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int):
     """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
     if args.quiet or local_runner(runner_name) is None:
         return None
     import tempfile  # pylint: disable=import-outside-toplevel
     from pipeline import progress  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
-                                  started=started)
+                                  started=started, num_shards=num_shards)
 
 
 def _no_progress():

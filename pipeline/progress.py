@@ -49,15 +49,20 @@ def eta_seconds(done: float, total: float, elapsed: float) -> Optional[float]:
     return max(0.0, (total - done) * elapsed / done)
 
 
-def build_line(totals: Dict[str, float], total_bytes: int, elapsed: float) -> str:
-    """One progress line of a build: input MB done / total, documents, instances, instances/s, ETA."""
+def build_line(totals: Dict[str, float], total_bytes: int, elapsed: float, eta: Optional[float] = None,
+               num_shards: int = 0) -> str:
+    """One progress line of a build: input MB done / total, documents, instances, instances/s, ETA (default:
+    from the average input rate so far) and, once shards are being written, how many are done."""
     done = min(float(totals.get("bytes", 0)), float(total_bytes)) if total_bytes else float(totals.get("bytes", 0))
     inst = int(totals.get("instances", 0))
     pct = f" ({100.0 * done / total_bytes:.0f}%)" if total_bytes else ""
     rate = inst / elapsed if elapsed > 0 else 0.0
-    return (f"[build {format_duration(elapsed)}] input {done / 1e6:.1f}/{total_bytes / 1e6:.1f} MB{pct}  "
-            f"documents {int(totals.get('documents', 0)):,}  instances {inst:,}  {rate:,.0f} instances/s  "
-            f"ETA {format_duration(eta_seconds(done, total_bytes, elapsed))}")
+    eta = eta_seconds(done, total_bytes, elapsed) if eta is None else eta
+    line = (f"[build {format_duration(elapsed)}] input {done / 1e6:.1f}/{total_bytes / 1e6:.1f} MB{pct}  "
+            f"documents {int(totals.get('documents', 0)):,}  instances {inst:,}  {rate:,.0f} instances/s  ")
+    if totals.get("shards") or (total_bytes and done >= total_bytes and num_shards):
+        return line + f"shards written {int(totals.get('shards', 0))}/{num_shards}"
+    return line + f"ETA {format_duration(eta)}"
 
 
 def train_line(step: int, last_step: int, examples_per_s: float, eta: Optional[float], elapsed: float) -> str:
@@ -113,6 +118,7 @@ def aggregate(records: Iterable[Dict]) -> Dict[str, float]:
             startup[r.get("p", 0)] = min(startup.get(r.get("p", 0), float("inf")), float(r["c0"]))
         totals["documents"] += r.get("d", 0)
         totals["instances"] += r.get("i", 0)
+        totals["shards"] = totals.get("shards", 0) + r.get("w", 0)
         if "r" in r:
             position[r["r"]] = max(position.get(r["r"], 0), int(r.get("b", 0)))
         for name, value in r.get("s", {}).items():
@@ -174,10 +180,10 @@ class Recorder:
         return bool(self._folder)
 
     def record(self, range_key: Optional[str] = None, position: int = 0, documents: int = 0,
-               instances: int = 0, stages: Optional[Dict[str, float]] = None) -> None:
+               instances: int = 0, stages: Optional[Dict[str, float]] = None, shards: int = 0) -> None:
         if not self._folder:
             return
-        rec: Dict = {}
+        rec: Dict = {"w": shards} if shards else {}
         if range_key is not None:
             rec["r"], rec["b"] = range_key, int(position)
         if documents:
@@ -280,9 +286,11 @@ class BuildProgress:
     subprocesses through the environment), prints a line every interval and the time table at the end."""
 
     def __init__(self, total_bytes: int, folder: str, interval: Optional[float] = None,
-                 stream: Optional[TextIO] = None, started: Optional[float] = None):
+                 stream: Optional[TextIO] = None, started: Optional[float] = None, num_shards: int = 0):
         interval = interval_from_env() if interval is None else interval
         self.total_bytes = int(total_bytes)
+        self.num_shards = num_shards
+        self._first_progress: Optional[Tuple[float, float]] = None  # (elapsed, bytes) at the first input read
         self.folder = folder
         self._offsets: Dict[str, int] = {}
         self._records: List[Dict] = []
@@ -299,7 +307,17 @@ class BuildProgress:
             return aggregate(self._records)
 
     def _line(self, elapsed: float) -> str:
-        return build_line(self.totals(), self.total_bytes, elapsed)
+        totals = self.totals()
+        done = float(totals["bytes"])
+        eta = None
+        if self._first_progress is None:
+            if done > 0:
+                self._first_progress = (elapsed, done)
+        elif done > self._first_progress[1]:
+            # The rate since input first moved: worker start-up would otherwise inflate the first ETAs.
+            t0, b0 = self._first_progress
+            eta = max(0.0, self.total_bytes - done) * (elapsed - t0) / (done - b0)
+        return build_line(totals, self.total_bytes, elapsed, eta, self.num_shards)
 
     def __enter__(self) -> "BuildProgress":
         os.makedirs(self.folder, exist_ok=True)

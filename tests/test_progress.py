@@ -24,6 +24,9 @@ def test_build_line_names_every_figure():
     assert line.startswith("[build 10s] input 5.0/20.0 MB (25%)")
     assert "documents 1,200" in line and "instances 40,000" in line and "4,000 instances/s" in line
     assert line.endswith("ETA 30s")
+    assert progress.build_line({"bytes": 5e6}, 20_000_000, 10.0, eta=3.0).endswith("ETA 3s")
+    writing = progress.build_line({"bytes": 2e7, "shards": 1}, 20_000_000, 10.0, num_shards=4)
+    assert writing.endswith("shards written 1/4")
     train = progress.train_line(step=250, last_step=1000, examples_per_s=512.0, eta=150.0, elapsed=50.0)
     assert train == "[train 50s] step 250/1,000  512.0 examples/s  ETA 2m30s"
     text = progress.text_line("vocab", 1, 2, 5e6, 10e6, 1000, 10.0)
@@ -37,11 +40,11 @@ def test_aggregate_sums_counts_and_keeps_the_furthest_position_per_range():
                {"r": "a@0", "b": 200},  # a retried bundle's older position does not move progress back
                {"r": "b@0", "b": 50, "d": 1, "i": 5},
                {"c0": 0.8, "p": 11}, {"c0": 0.6, "p": 12},
-               {"s": {"write_shards": 1.0}}]
+               {"s": {"write_shards": 1.0}, "w": 1}, {"w": 1}]
     totals = progress.aggregate(records)
     assert (totals["bytes"], totals["documents"], totals["instances"]) == (350, 6, 35)
     assert totals["stages"] == {"tokenize": 0.75, "read": 0.1, "write_shards": 1.0}
-    assert totals["startup"] == [0.6, 0.8]
+    assert totals["startup"] == [0.6, 0.8] and totals["shards"] == 2
 
 
 def test_read_records_leaves_a_half_written_record_for_later(tmp_path):
@@ -149,3 +152,16 @@ def test_quiet_env(monkeypatch):
     assert progress.quiet_from_env()
     monkeypatch.setenv("BERTBEAM_QUIET", "0")
     assert not progress.quiet_from_env()
+
+
+def test_build_eta_leaves_out_the_start_up(tmp_path, monkeypatch):
+    """10 s of worker start-up, then 10 MB in 10 s: 10 MB to go is 10 s, not the 20 s the average gives."""
+    monkeypatch.delenv(progress.ENV_DIR, raising=False)
+    watch = progress.BuildProgress(total_bytes=30_000_000, folder=str(tmp_path), interval=100,
+                                   stream=io.StringIO())
+    rec = progress.Recorder(str(tmp_path))
+    assert watch._line(5.0).endswith("ETA ?")  # nothing read yet
+    rec.record("f@0", 10_000_000)
+    assert watch._line(10.0).endswith("ETA 20s")  # first progress: the average is all there is
+    rec.record("f@0", 20_000_000)
+    assert watch._line(20.0).endswith("ETA 10s")

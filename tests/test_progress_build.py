@@ -25,7 +25,7 @@ def test_progress_in_multi_processing_and_quiet_give_the_same_bytes(tmp_path, de
     # The last line sums the worker subprocesses' records: every document, every instance, all input.
     assert f"documents {loud['documents']['read']:,} " in lines[-1]
     assert f"instances {loud['counts']['train']['num_instances']:,} " in lines[-1]
-    assert "(100%)" in lines[-1]
+    assert "(100%)" in lines[-1] and lines[-1].endswith("shards written 2/2")
     for stage in ("start-up (launcher)", "tokenize", "build_instances", "write_shards", "runner and other",
                   "worker start-up (CPU-seconds before the first document)"):
         assert stage in err, stage

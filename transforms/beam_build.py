@@ -202,7 +202,7 @@ class _WriteShardFn(beam.DoFn):
         written = self._write(element)
         seconds = time.thread_time() - started
         self._ms.inc(int(seconds * 1000))
-        self._recorder.record(stages={"write_shards": seconds})
+        self._recorder.record(stages={"write_shards": seconds}, shards=1)
         yield written
 
     def _write(self, element) -> Dict[str, Any]:
