@@ -406,21 +406,27 @@ class TextProgress:
 
 
 class TrainProgress:
-    """`bertbeam train`: a line every interval on stderr with the step, examples/s (over the last interval)
-    and the ETA to the last step. The training loop only sets `.step` (an int; read by the thread)."""
+    """`bertbeam train`: a line every interval on stderr with the step, examples/s and the ETA to the last
+    step. The training loop only sets `.step` (an int; read by the thread). The rate is measured from the
+    first step seen done, so compilation does not count (steps are dispatched asynchronously, so a short
+    window would jump)."""
 
     def __init__(self, last_step: int, start_step: int, batch_size: int, interval: Optional[float] = None,
                  stream: Optional[TextIO] = None):
         self.step = start_step
-        self.last_step, self.batch_size = last_step, batch_size
-        self._previous = (time.time(), start_step)
+        self.start_step, self.last_step, self.batch_size = start_step, last_step, batch_size
+        self._first: Optional[Tuple[float, int]] = None  # (time, step) when a step was first seen done
         self._reporter = Reporter(self._line, interval_from_env() if interval is None else interval, stream)
 
-    def _line(self, elapsed: float) -> str:
-        now, step = time.time(), self.step
-        then, before = self._previous
-        self._previous = (now, step)
-        steps_per_s = (step - before) / (now - then) if now > then else 0.0
+    def _line(self, elapsed: float, now: Optional[float] = None) -> str:
+        now, step = time.time() if now is None else now, self.step
+        if step == self.start_step:
+            return (f"[train {format_duration(elapsed)}] step {step:,}/{self.last_step:,}  "
+                    f"compiling / waiting for the first step")
+        if self._first is None:
+            self._first = (now, step)
+        t1, s1 = self._first
+        steps_per_s = (step - s1) / (now - t1) if now > t1 and step > s1 else 0.0
         eta = (self.last_step - step) / steps_per_s if steps_per_s > 0 else None
         return train_line(step, self.last_step, steps_per_s * self.batch_size, eta, elapsed)
 

@@ -50,6 +50,14 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def prepare_worker() -> None:
+    """Called in each build worker's DoFn.setup: the thread-pool variables for anything loaded from now on
+    (on Dataflow the SDK process starts without them; numpy is loaded by then, but the build makes no BLAS
+    calls, so its pool stays idle) and the collector settings above."""
+    limit_thread_pools()
+    freeze_startup_objects()
+
+
 # Beam forwards each worker log entry to the launcher as "Worker: <the whole protobuf on one line>".
 _WORKER_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 # Known harmless worker warnings (Beam's local multi_processing workers have no persistent directory).

@@ -86,7 +86,7 @@ class _BuildRunsFn(beam.DoFn):
         if self._plan.input_format in ("text", "jsonl"):
             from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
             self._segmenter = Segmenter(self._plan.lang or "generic")
-        runtime_env.freeze_startup_objects()  # after the heavy objects: the collector skips them from now on
+        runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
 
     def process(self, rng: InputRange) -> Iterable[Dict[str, Any]]:
         startup = self._recorder.first_document()
