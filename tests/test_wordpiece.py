@@ -159,12 +159,21 @@ def test_small_cache_gives_the_same_ids(tmp_path):
     assert small.cache_clears > 0 and big.cache_clears == 0
 
 
-def test_longest_token_bound_changes_nothing(tmp_path):
-    tok = WordPieceTokenizer(_tiny_vocab(tmp_path), do_lower_case=True)
+def test_wordpiece_word_equals_the_reference_greedy_match(tmp_path):
+    """The shortcuts (whole word first, longest-entry bounds) change no result, [UNK] and empty included."""
+    vocab_path = _tiny_vocab(tmp_path)
+    tok = WordPieceTokenizer(vocab_path, do_lower_case=True)
+    ref = ReferenceTokenizer(load_tokens(vocab_path), do_lower_case=True)
     t2i, unk = tok.vocab.token_to_id, tok.vocab.unk_id
-    longest = max(len(t) for t in tok.vocab.tokens)
-    for word in ["unaffable", "unwanted", "x" * 40, "caf" + "e´en", "hellohello", "qqq", "aéø" * 5]:
-        assert wordpiece_word(word, t2i, unk, 200, longest) == wordpiece_word(word, t2i, unk, 200)
+    rng = random.Random(5)
+    words = ["", "a", "q", "unaffable", "unwanted", "x" * 40, "caf" + "e´en", "hellohello", "aéø" * 5,
+             "runningunaffable", "ß", "ﬁ"]
+    words += ["".join(rng.choice("abexyø´é") for _ in range(rng.randint(1, 30))) for _ in range(2000)]
+    bounds = [(None, None), (tok._longest_token, tok._longest_continuation)]
+    for word in words:
+        want = [t2i[t] for t in ref.wordpiece(word)]
+        for first, rest in bounds:
+            assert wordpiece_word(word, t2i, unk, 200, first, rest) == want, (word, first, rest)
 
 
 def test_unicode_tables_cached_on_disk_equal_computed(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import unicodedata
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -118,6 +118,12 @@ def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
     # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
     words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
     return flags.astype(np.uint8), words
+
+
+@functools.lru_cache(maxsize=None)
+def _chunk_splitter() -> "re.Pattern[str]":
+    """The word regex, also matching "\n" (a chunk separator) as a token of its own."""
+    return re.compile("\n|" + _tables()[1].pattern)
 
 
 def _compute_flags() -> np.ndarray:
@@ -250,27 +256,44 @@ def basic_tokenize(text: str, do_lower_case: bool, strip_accents: bool) -> List[
 
 
 def wordpiece_word(word: str, token_to_id: Dict[str, int], unk_id: int, max_chars: int,
-                   longest_token: Optional[int] = None) -> List[int]:
+                   longest_token: Optional[int] = None, longest_continuation: Optional[int] = None) -> List[int]:
     """Greedy longest-match-first WordPiece ids of one word; [UNK] alone when any part fails to match.
 
-    `longest_token` (the longest vocabulary entry, in characters) only skips candidate pieces that
-    cannot be in the vocabulary; the result is the same with or without it.
+    `longest_token` / `longest_continuation` (the longest vocabulary entry without "##", and the longest
+    "##" entry without its "##", in characters) only skip candidate pieces that cannot be in the
+    vocabulary; the result is the same with or without them.
     """
-    if len(word) > max_chars:
+    n = len(word)
+    if n > max_chars:
         return [unk_id]
-    longest = len(word) if longest_token is None else longest_token
-    ids = []
-    start = 0
-    while start < len(word):
-        end = min(len(word), start + longest)
-        found = None
-        while start < end:
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            found = token_to_id.get(piece)
+    if n == 0:
+        return []
+    get = token_to_id.get
+    found = get(word)
+    if found is not None:  # most words are one piece
+        return [found]
+    first = n if longest_token is None else longest_token
+    rest = n if longest_continuation is None else longest_continuation
+    end = min(n, first)
+    if end == n:
+        end -= 1  # the whole word was tried above
+    while end > 0:
+        found = get(word[:end])
+        if found is not None:
+            break
+        end -= 1
+    else:
+        return [unk_id]
+    ids = [found]
+    start = end
+    while start < n:
+        end = min(n, start + rest)
+        while end > start:
+            found = get("##" + word[start:end])
             if found is not None:
                 break
             end -= 1
-        if found is None:
+        else:
             return [unk_id]
         ids.append(found)
         start = end
@@ -290,7 +313,8 @@ class WordPieceTokenizer:
         self._token_to_id = self.vocab.token_to_id
         self._unk_id = self.vocab.unk_id
         self._cache_limit = int(cache_limit)
-        self._longest_token = max(len(t) for t in self.vocab.tokens)
+        self._longest_token = max((len(t) for t in self.vocab.tokens if not t.startswith("##")), default=0)
+        self._longest_continuation = max((len(t) - 2 for t in self.vocab.tokens if t.startswith("##")), default=0)
         # "\x00" never survives normalisation, so it can stand for a line break among the chunks.
         self._chunks: Dict[str, Tuple[int, ...]] = {_LINE_BREAK: (-1,)}
         self._words: Dict[str, List[int]] = {}  # words (punctuation split) of chunks not yet seen
@@ -303,10 +327,30 @@ class WordPieceTokenizer:
             ids = words.get(word)
             if ids is None:
                 ids = wordpiece_word(word, self._token_to_id, self._unk_id, self.max_input_chars_per_word,
-                                     self._longest_token)
+                                     self._longest_token, self._longest_continuation)
                 words[word] = ids
             out.extend(ids)
         return out
+
+    def _chunk_ids(self, chunks: List[str]) -> Iterable[Tuple[str, Tuple[int, ...]]]:
+        """(chunk, ids) for new chunks: the same words and ids as _exact_ids, with one regex pass over all of
+        them ("\n" never occurs in a chunk, so it marks where one ends) instead of one call per chunk."""
+        words = self._words
+        t2i, unk, limit = self._token_to_id, self._unk_id, self.max_input_chars_per_word
+        first, rest = self._longest_token, self._longest_continuation
+        out: List[Tuple[int, ...]] = []
+        ids: List[int] = []
+        for word in _chunk_splitter().findall("\n".join(chunks)):
+            if word == "\n":
+                out.append(tuple(ids))
+                ids = []
+                continue
+            found = words.get(word)
+            if found is None:
+                found = words[word] = wordpiece_word(word, t2i, unk, limit, first, rest)
+            ids.extend(found)
+        out.append(tuple(ids))
+        return zip(chunks, out)
 
     def _normalize_lines(self, lines: Sequence[str]) -> Tuple[str, List[str]]:
         joined = "\n".join(lines)
@@ -333,8 +377,7 @@ class WordPieceTokenizer:
                 # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up.
                 self.clear_cache()
                 self.cache_clears += 1
-            for chunk in missing:
-                cache[chunk] = tuple(self._exact_ids(chunk, self._words))
+            cache.update(self._chunk_ids(list(missing)))
         flat = np.fromiter(itertools.chain.from_iterable(map(cache.__getitem__, chunks)), np.int32)
         breaks = np.flatnonzero(flat == -1)
         splits = np.empty(len(lines) + 1, np.int64)
