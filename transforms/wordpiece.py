@@ -36,7 +36,8 @@ REFERENCE_MAX_INPUT_CHARS_PER_WORD = 200
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
-# Chunks (whitespace-separated pieces of normalised text) whose ids are kept; about 200 bytes each.
+# Chunks (whitespace-separated pieces of normalised text) whose ids are kept, and as many words at most:
+# about 400 bytes per chunk with its words (measured), so at most ~80 MB.
 CHUNK_CACHE_LIMIT = 200_000
 _LINE_BREAK = "\x00"
 
@@ -373,7 +374,7 @@ class WordPieceTokenizer:
         cache = self._chunks
         missing = set(chunks).difference(cache)
         if missing:
-            if len(cache) + len(missing) > self._cache_limit:
+            if len(cache) + len(missing) > self._cache_limit or len(self._words) > self._cache_limit:
                 # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up.
                 self.clear_cache()
                 self.cache_clears += 1
