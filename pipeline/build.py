@@ -422,10 +422,10 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
 
 def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int):
     """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
-    if args.quiet or local_runner(runner_name) is None:
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    if args.quiet or progress.quiet_from_env() or local_runner(runner_name) is None:
         return None
     import tempfile  # pylint: disable=import-outside-toplevel
-    from pipeline import progress  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
                                   started=started, num_shards=num_shards)
 

@@ -333,6 +333,9 @@ class BuildProgress:
             os.environ.pop(ENV_DIR, None)
         else:
             os.environ[ENV_DIR] = self._previous_env
+        if exc[0] is not None:  # no finish() will follow
+            import shutil  # pylint: disable=import-outside-toplevel
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def finish(self) -> str:
         """The per-stage time table, and the record folder removed. Stages come from the workers' records;
