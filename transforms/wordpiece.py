@@ -13,7 +13,8 @@ How it stays exact and fast:
    almost every chunk is one C-level dict look-up. The ids of a chunk depend on the chunk alone, so the
    cache (bounded; cleared when full) never changes a result.
 Earlier versions used tensorflow-text for step 2; importing TensorFlow cost ~2-4 CPU-seconds and ~600 MB
-per worker process, and this path is as fast (bench/bench_tokenize.py).
+per worker process. Once a worker has seen a few MB of a language this path is about as fast as that one
+was; on text never seen (every chunk new) it is 2-3x slower (bench/bench_tokenize.py: cold vs warm).
 """
 import functools
 import hashlib
