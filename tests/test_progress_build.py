@@ -53,3 +53,15 @@ def test_worker_log_lines_are_shortened_and_noise_dropped():
                              ('severity: WARN timestamp { seconds: 1 } message: "a.txt: dropped: \\"bad\\" '
                               'caf\\303\\251" log_location: "x.py:1"',), None)
     assert f.filter(real) and real.getMessage() == 'worker: a.txt: dropped: "bad" café'
+
+
+def test_a_build_never_imports_tensorflow(tmp_path, demo_corpus, demo_vocab):
+    """TensorFlow cost 2-4 CPU-seconds and ~600 MB per worker process: the build path stays free of it."""
+    import subprocess
+    import sys
+    code = ("import sys; from pipeline import build; "
+            f"build.run({_argv(demo_corpus, demo_vocab, tmp_path / 'out', '--quiet')!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_text', 'jax')))")
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
