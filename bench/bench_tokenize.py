@@ -178,7 +178,7 @@ def scan(limit: int) -> None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tensorflow_text as tf_text  # pylint: disable=import-outside-toplevel
     from tokenizers import normalizers, pre_tokenizers  # pylint: disable=import-outside-toplevel
-    from transforms.wordpiece import basic_tokenize, normalize_text  # pylint: disable=import-outside-toplevel
+    from transforms.wordpiece import basic_tokenize  # pylint: disable=import-outside-toplevel
 
     # A one-token vocabulary makes every word one [UNK] whose offsets give the word's text back.
     words_tf = tf_text.FastWordpieceTokenizer(vocab=["[UNK]", "\u2603", "##\u2603"], token_out_type=tf.string,
@@ -207,9 +207,8 @@ def scan(limit: int) -> None:
             got = {
                 "HF BertNormalizer+BertPreTokenizer": [[w for w, _ in hp.pre_tokenize_str(hn.normalize_str(s))]
                                                        for s in texts],
+                # What transforms.wordpiece runs (str.split + this split, per chunk).
                 "bertbeam exact split": [basic_tokenize(s, lower, strip) for s in texts],
-                "bertbeam normalise + tf-text split": tf_words([normalize_text(s, lower, strip) for s in texts],
-                                                               None),
             }
             if lower == strip:
                 got["tf-text FastBertNormalizer+FastWordpiece"] = tf_words(
