@@ -1,36 +1,52 @@
-"""Benchmark of `bertbeam build`: instances/s, instances per CPU-second, input MB/s and peak RSS.
+"""Benchmark of `bertbeam build` against a reference-style baseline, measured in the same run.
 
-Baseline, measured in the same run: a reference-style single process built like google-research/bert's
-`create_pretraining_data.py` (all documents in memory, the pure-Python BERT tokenizer of
-tests/reference_tokenization.py, one `tf.train.Example` built per instance, `tf.io.TFRecordWriter`), using
-our instance/masking functions with one global RNG. Memory: the same build on the corpus repeated 1x and
---scale times (8 by default); bounded memory means the peak does not grow with the corpus.
+Prints, for en_books_dev (or --input_file) repeated 1x and --scale times (seq 128, dupe 5, whole-word masking):
+  * instances per CPU-second, whole run (start-up included) and steady (the fixed cost of a build, measured on
+    a tiny corpus, taken off), for bertbeam and the baseline, and their ratios;
+  * start-up: CPU-seconds a build process spends before it reads its first document (from the build's own
+    progress records), for the in_memory process and for a multi_processing worker subprocess;
+  * peak RSS of the largest process, on x1 and x{scale} (flat = bounded memory);
+  * 2-worker efficiency: multi_processing with 2 workers, instances per CPU-second of the whole process tree,
+    as a share of one in_memory process's;
+  * CPU-seconds of the same build alone and while a second busy process shares the machine.
+CPU-seconds are user+sys of the whole process tree (Beam worker subprocesses included). On a shared machine
+absolute figures move with the load; quote the ratios, which come from runs made minutes apart.
 
-    ./run_local.sh bench bench/bench_build.py [--input_file F] [--vocab_file V] [--scale 8] [--skip_baseline]
+Baseline: a single process built like google-research/bert's `create_pretraining_data.py` (all documents in
+memory, the pure-Python BERT tokenizer of tests/reference_tokenization.py, one `tf.train.Example` per instance,
+`tf.io.TFRecordWriter`), using our instance/masking functions with one global RNG.
+
+    nice -n 10 ./run_local.sh bench bench/bench_build.py --scale 20            # the issue's 18.7 MB work unit
+    nice -n 10 ./run_local.sh bench bench/bench_build.py --scale 1 --skip_load  # quick
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+LDDL_EXTERNAL = 2100  # NVIDIA LDDL 0.1.0 instances per CPU-second, issue 14's table (not installable here)
+REFERENCE_EXTERNAL = 1100  # google-research/bert create_pretraining_data.py, same table (18.7 MB, one process)
 
 
-def _measure(cmd, env=None):
-    """Runs cmd in a fresh process; returns (wall s, cpu s of the process tree, peak RSS MiB, stdout)."""
+def _measure(cmd: List[str], env: Dict[str, str]) -> Dict:
+    """Runs cmd in a fresh process; wall s, CPU s of the process tree, peak RSS MiB of its largest process."""
     wrapper = ("import resource,subprocess,sys,time,json;t=time.time();"
                "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
                "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
                "print(json.dumps({'rc':p.returncode,'wall':time.time()-t,'cpu':r.ru_utime+r.ru_stime,"
-               "'rss_mb':r.ru_maxrss/1024,'out':p.stdout[-4000:],'err':p.stderr[-4000:]}))")
+               "'rss_mb':r.ru_maxrss/1024,'out':p.stdout[-4000:],'err':p.stderr[-8000:]}))")
     proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
-        raise RuntimeError(f"{cmd[:4]} failed:\n{result['err']}")
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{result['err']}")
     return result
 
 
@@ -92,6 +108,8 @@ w.close()
 print(len(instances))
 '''
 
+BUSY = "while True: pass"  # the "second busy process" of goal 4: one core's worth of pure CPU load
+
 
 def _repeat_corpus(src: Path, times: int, dst: Path) -> None:
     data = src.read_bytes().rstrip(b"\n") + b"\n\n"
@@ -100,77 +118,160 @@ def _repeat_corpus(src: Path, times: int, dst: Path) -> None:
             f.write(data)
 
 
-def main() -> None:
+def _tiny_corpus(src: Path, dst: Path, documents: int = 3) -> None:
+    """The first few documents: a build of these is almost all fixed cost (start-up, graph, finish)."""
+    docs = src.read_bytes().replace(b"\r\n", b"\n").split(b"\n\n")
+    dst.write_bytes(b"\n\n".join([d for d in docs if d.strip()][:documents]) + b"\n")
+
+
+_STARTUP = re.compile(r"worker start-up \(CPU-seconds before the first document\): max ([0-9.]+)")
+
+
+class Bench:
+    def __init__(self, args, tmp: Path):
+        self.args, self.tmp = args, tmp
+        self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+        self.rows: List[Dict] = []
+
+    def build(self, name: str, corpus: Path, mb: float, *extra: str) -> Dict:
+        a = self.args
+        out = self.tmp / re.sub(r"\W+", "_", name)
+        cmd = [sys.executable, "-m", "pipeline.build", f"--input_file={corpus}", f"--vocab_file={a.vocab_file}",
+               f"--output_dir={out}", f"--max_seq_length={a.max_seq_length}", "--overwrite",
+               f"--max_predictions_per_seq={a.max_predictions_per_seq}", f"--dupe_factor={a.dupe_factor}",
+               "--do_whole_word_mask", "--do_lower_case=True", *a.extra.split(), *extra]
+        r = _measure(cmd, self.env)
+        r["n"] = json.loads((out / "manifest.json").read_text())["counts"]["train"]["num_instances"]
+        found = _STARTUP.search(r["err"])
+        r["startup"] = float(found.group(1)) if found else None
+        r.update(name=name, mb=mb)
+        self.rows.append(r)
+        return r
+
+    def baseline(self, name: str, corpus: Path, mb: float) -> Dict:
+        a = self.args
+        r = _measure([sys.executable, "-c", BASELINE, str(REPO), str(corpus), a.vocab_file,
+                      str(self.tmp / "baseline.tfrecord"), str(a.dupe_factor), str(a.max_seq_length),
+                      str(a.max_predictions_per_seq)], self.env)
+        r.update(name=name, mb=mb, n=int(r["out"].strip().splitlines()[-1]), startup=None)
+        self.rows.append(r)
+        return r
+
+
+def _rate(r: Dict) -> float:
+    return r["n"] / max(1e-9, r["cpu"])
+
+
+def _steady(r: Dict, fixed: Dict) -> float:
+    """Instances per CPU-second once the fixed cost of a build (the tiny-corpus run) is taken off."""
+    return (r["n"] - fixed["n"]) / max(1e-9, r["cpu"] - fixed["cpu"])
+
+
+def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input_file", default=str(SHARED / "data/corpora/en_books_dev.txt"))
     p.add_argument("--vocab_file", default=str(SHARED / "data/vocab/bert_base_uncased/vocab.txt"))
     p.add_argument("--max_seq_length", type=int, default=128)
     p.add_argument("--max_predictions_per_seq", type=int, default=20)
     p.add_argument("--dupe_factor", type=int, default=5)
-    p.add_argument("--scale", type=int, default=8, help="Corpus repetition for the memory check.")
-    p.add_argument("--baseline_scale", type=int, default=3, help="Corpus repetition for the baseline's second run.")
+    p.add_argument("--scale", type=int, default=20, help="Corpus repetition of the main run (20: ~18 MB).")
+    p.add_argument("--baseline_scale", type=int, default=0,
+                   help="Corpus repetition of the baseline's big run (0: --scale; it holds every document, "
+                        "so memory and time grow with it).")
     p.add_argument("--skip_baseline", action="store_true")
+    p.add_argument("--skip_workers", action="store_true", help="Skip the 2-worker multi_processing run.")
+    p.add_argument("--skip_load", action="store_true", help="Skip the run beside a busy process.")
     p.add_argument("--extra", default="", help="Extra build flags, space-separated.")
-    args = p.parse_args()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    args = p.parse_args(argv)
     src = Path(args.input_file)
     mb = src.stat().st_size / 1e6
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-
-        def build(corpus: Path, name: str, times: int):
-            cmd = [sys.executable, "-m", "pipeline.build", f"--input_file={corpus}", f"--vocab_file={args.vocab_file}",
-                   f"--output_dir={tmp / name}", f"--max_seq_length={args.max_seq_length}",
-                   f"--max_predictions_per_seq={args.max_predictions_per_seq}", f"--dupe_factor={args.dupe_factor}",
-                   "--do_whole_word_mask", "--do_lower_case=True", *args.extra.split()]
-            r = _measure(cmd, env)
-            manifest = json.loads((tmp / name / "manifest.json").read_text())
-            n = manifest["counts"]["train"]["num_instances"]
-            rows.append((name, n, r["wall"], r["cpu"], r["rss_mb"], mb * times))
-            return n
-
+    load_before = os.getloadavg()
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench_build-") as tmp_name:
+        tmp = Path(tmp_name)
+        bench = Bench(args, tmp)
+        tiny = tmp / "tiny.txt"
+        _tiny_corpus(src, tiny)
+        # Every run reads a copy under the same folder: document keys (and so seeds) come from the file name.
+        one = tmp / "corpus_x1.txt"
+        _repeat_corpus(src, 1, one)
         big = tmp / f"corpus_x{args.scale}.txt"
         _repeat_corpus(src, args.scale, big)
-        base_big = tmp / f"corpus_x{args.baseline_scale}.txt"
-        _repeat_corpus(src, args.baseline_scale, base_big)
+        tiny_mb = tiny.stat().st_size / 1e6
+
+        ours_tiny = bench.build("bertbeam tiny (fixed cost)", tiny, tiny_mb)
+        ours1 = bench.build("bertbeam x1", one, mb)
+        ours_big = bench.build(f"bertbeam x{args.scale}", big, mb * args.scale) if args.scale > 1 else ours1
+        load = None
+        if not args.skip_load:
+            busy = subprocess.Popen([sys.executable, "-c", BUSY])
+            try:
+                time.sleep(1.0)
+                load = bench.build(f"bertbeam x{args.scale} + busy process", big, mb * args.scale)
+            finally:
+                busy.kill()
+                busy.wait()
+            alone = bench.build(f"bertbeam x{args.scale} alone (again)", big, mb * args.scale)
+        workers = None
+        if not args.skip_workers:
+            workers = bench.build(f"bertbeam x{args.scale} multi_processing 2 workers", big, mb * args.scale,
+                                  "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+        base_tiny = base1 = base_big = None
         if not args.skip_baseline:
-            for corpus, times in ((src, 1), (base_big, args.baseline_scale)):
-                r = _measure([sys.executable, "-c", BASELINE, str(REPO), str(corpus), args.vocab_file,
-                              str(tmp / "baseline.tfrecord"), str(args.dupe_factor), str(args.max_seq_length),
-                              str(args.max_predictions_per_seq)], env)
-                n = int(r["out"].strip().splitlines()[-1])
-                rows.append((f"baseline x{times}", n, r["wall"], r["cpu"], r["rss_mb"], mb * times))
-        build(src, "bertbeam x1", 1)
-        build(big, f"bertbeam x{args.scale}", args.scale)
+            base_scale = args.baseline_scale or args.scale
+            base_tiny = bench.baseline("baseline tiny (fixed cost)", tiny, tiny_mb)
+            base1 = bench.baseline("baseline x1", one, mb)
+            if base_scale > 1:
+                base_corpus = big if base_scale == args.scale else tmp / f"corpus_x{base_scale}.txt"
+                if base_scale != args.scale:
+                    _repeat_corpus(src, base_scale, base_corpus)
+                base_big = bench.baseline(f"baseline x{base_scale}", base_corpus, mb * base_scale)
+            else:
+                base_big = base1
 
-    print(f"corpus {src.name} ({mb:.2f} MB), seq {args.max_seq_length}, dupe {args.dupe_factor}, "
-          f"{os.cpu_count()} cores")
-    print(f"{'run':<40} {'instances':>9} {'wall s':>7} {'cpu s':>7} {'inst/s':>8} {'inst/cpu-s':>10} "
-          f"{'MB/s':>6} {'peak RSS MiB':>12}")
-    for name, n, wall, cpu, rss, size in rows:
-        print(f"{name:<40} {n:>9} {wall:>7.1f} {cpu:>7.1f} {n / wall:>8.0f} {n / cpu:>10.0f} "
-              f"{size / wall:>6.2f} {rss:>12.0f}")
-    by_name = {r[0]: r for r in rows}
+    print(f"\ncorpus {src.name} ({mb:.2f} MB) x1 and x{args.scale}; seq {args.max_seq_length}, dupe "
+          f"{args.dupe_factor}, whole-word masking; {os.cpu_count()} cores; load average before "
+          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}; {time.time() - started:.0f} s in all")
+    print(f"{'run':<48} {'instances':>9} {'wall s':>7} {'cpu s':>7} {'inst/cpu-s':>10} {'MB/cpu-s':>8} "
+          f"{'peak RSS MiB':>12} {'start-up cpu s':>14}")
+    for r in bench.rows:
+        start = f"{r['startup']:.2f}" if r["startup"] is not None else "-"
+        print(f"{r['name']:<48} {r['n']:>9} {r['wall']:>7.1f} {r['cpu']:>7.1f} {_rate(r):>10,.0f} "
+              f"{r['mb'] / r['cpu']:>8.2f} {r['rss_mb']:>12.0f} {start:>14}")
 
-    def marginal(small, large):
-        # Instances per CPU-second of the extra corpus: start-up (imports, tokenizer build) cancels out.
-        return (large[1] - small[1]) / max(1e-9, large[3] - small[3])
-
-    ours1, ours_big = by_name["bertbeam x1"], by_name[f"bertbeam x{args.scale}"]
-    ours_rate = marginal(ours1, ours_big)
-    print(f"\nbertbeam steady rate: {ours_rate:,.0f} instances per CPU-second "
-          f"({1e6 / ours_rate:.0f} us per instance)")
-    print(f"bertbeam peak RSS x{args.scale} corpus / x1 corpus: {ours_big[4] / ours1[4]:.2f} (1.0 = flat)")
-    if not args.skip_baseline:
-        base1, base_big = by_name["baseline x1"], by_name[f"baseline x{args.baseline_scale}"]
-        base_rate = marginal(base1, base_big)
-        print(f"baseline steady rate: {base_rate:,.0f} instances per CPU-second")
-        print(f"speed-up, instances per CPU-second (steady): {ours_rate / base_rate:.1f}x; "
-              f"whole runs at x1: {(ours1[1] / ours1[3]) / (base1[1] / base1[3]):.1f}x")
-        print(f"baseline peak RSS x{args.baseline_scale} / x1: {base_big[4] / base1[4]:.2f} (holds every document)")
-    print("note: bertbeam's times include Beam start-up and the TensorFlow import (~5-8 s), which dominate "
-          "small corpora; the xN row shows the steady rate.")
+    # One process, alone: the mean of the runs made (they differ by the machine's load, shown as the spread).
+    singles = [ours_big] + ([alone] if load is not None else [])
+    single_cpu = sum(r["cpu"] for r in singles) / len(singles)
+    runs = ", ".join(f"{r['cpu']:.1f}" for r in singles)
+    spread = f" (one-process runs {runs} CPU-s)" if len(singles) > 1 else ""
+    ours_rate = ours_big["n"] / single_cpu
+    print("\nsummary (ratios come from this run; absolute rates move with the machine's load)")
+    print(f"  bertbeam whole run x{args.scale}: {ours_rate:,.0f} instances per CPU-second{spread}; x1: "
+          f"{_rate(ours1):,.0f}; steady (fixed cost {ours_tiny['cpu']:.2f} CPU-s taken off): "
+          f"{_steady(ours_big, ours_tiny):,.0f}")
+    if base_big is not None:
+        print(f"  baseline whole run x{base_big['mb'] / mb:.0f}: {_rate(base_big):,.0f} instances per CPU-second; "
+              f"x1: {_rate(base1):,.0f}; steady (fixed cost {base_tiny['cpu']:.2f} CPU-s): "
+              f"{_steady(base_big, base_tiny):,.0f}")
+        print(f"  speed-up, instances per CPU-second: whole run x{args.scale} "
+              f"{ours_rate / _rate(base_big):.1f}x (goal >= 10x); whole run x1 "
+              f"{_rate(ours1) / _rate(base1):.1f}x; steady {_steady(ours_big, ours_tiny) / _steady(base_big, base_tiny):.1f}x")
+    print(f"  vs NVIDIA LDDL's {LDDL_EXTERNAL:,} instances per CPU-second (external figure from issue 14, another "
+          f"day and load): {ours_rate / LDDL_EXTERNAL:.1f}x (goal >= 4x); vs the google-research/bert script's "
+          f"{REFERENCE_EXTERNAL:,} (same table): {ours_rate / REFERENCE_EXTERNAL:.1f}x")
+    print(f"  start-up, CPU-seconds before the first document: in_memory process {ours1['startup']}"
+          + (f", multi_processing worker subprocess {workers['startup']}" if workers else "") + " (goal <= 2)")
+    print(f"  peak RSS of the largest build process: x1 {ours1['rss_mb']:.0f} MiB, x{args.scale} "
+          f"{ours_big['rss_mb']:.0f} MiB (ratio {ours_big['rss_mb'] / ours1['rss_mb']:.2f}, 1.0 = flat; goal <= 800 MB)"
+          + (f"; baseline x1 {base1['rss_mb']:.0f} MiB, x{base_big['mb'] / mb:.0f} {base_big['rss_mb']:.0f} MiB"
+             if base_big is not None else ""))
+    if workers is not None:
+        print(f"  2-worker efficiency (multi_processing, whole process tree): {_rate(workers):,.0f} vs "
+              f"{ours_rate:,.0f} instances per CPU-second in one process = "
+              f"{100 * _rate(workers) / ours_rate:.0f}% (goal >= 85%)")
+    if load is not None:
+        print(f"  CPU-seconds with a second busy process / alone: {load['cpu']:.1f} / {single_cpu:.1f} = "
+              f"{load['cpu'] / single_cpu:.2f}x (goal <= 1.2x)")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="A bucket also closes at this much text once it holds 16 documents (bounds worker "
                         "memory: about 150 MB per MB of text at seq 128, dupe_factor 5).")
     p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
+    p.add_argument("--quiet", action="store_true",
+                   help="No progress lines or time table on stderr (local runs print a line every few seconds).")
     p.add_argument("--max_line_bytes", type=int, default=0,
                    help="Longest input line kept; a document with a longer line is dropped and counted "
                         "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
@@ -377,12 +379,18 @@ def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
 def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     """Builds the dataset(s); returns one manifest per sequence length. Raises FlagError (or VocabError,
     InputError) for bad flags or inputs before any work starts."""
+    from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
+    runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
+    import gc  # pylint: disable=import-outside-toplevel
+    gc.disable()  # no full collections while Beam's ~100,000 module objects load
+    runtime_env.install_log_filters()
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
     from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
     from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
     from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
     from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
+    gc.enable()
 
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
@@ -409,11 +417,31 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     _ = (p
          | "CreateRanges" >> beam.Create(ranges)
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
-    result = p.run()
-    result.wait_until_finish()
+    runtime_env.freeze_startup_objects()
+    watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans))
+    with watch or _no_progress():
+        result = p.run()
+        result.wait_until_finish()
+    if watch is not None:
+        print(watch.finish(), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()
     LAST_RUN_COUNTERS.update(_counters(result))
     return [read_manifest(plan.output_dir) for plan in plans]
+
+
+def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int):
+    """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    if args.quiet or progress.quiet_from_env() or local_runner(runner_name) is None:
+        return None
+    import tempfile  # pylint: disable=import-outside-toplevel
+    return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
+                                  started=started, num_shards=num_shards)
+
+
+def _no_progress():
+    import contextlib  # pylint: disable=import-outside-toplevel
+    return contextlib.nullcontext()
 
 
 # Beam counters of the last run_all in this process (progress figures; the manifest's counts come

@@ -18,17 +18,18 @@ PACKAGE_NAME = "bertbeam"
 # ---------------------------------------------------------------------------------------------
 # Dataflow sizing. Dataflow's Python workers (Runner v2) start one SDK process per vCPU, so a worker VM
 # needs about vCPUs x (peak RSS of one `bertbeam build` worker process) plus the harness and OS.
-# Measured with bench/bench_build.py (seq 128, dupe_factor 5, whole-word masking, default 1 MB buckets):
-# one build process peaks at 1.10-1.17 GiB (TensorFlow for tf-text is most of it) and stays flat as the
-# corpus grows 8x; one vCPU processes about 1.4 MB of input text per second at that setting (rate scales
-# about inversely with dupe_factor). Override with --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
-PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 1.2
-INPUT_MB_PER_S_PER_VCPU: Optional[float] = 1.4
+# Measured with bench/bench_build.py --scale 20 (seq 128, dupe_factor 5, whole-word masking, default 1 MB
+# buckets; TensorFlow-free tokenizer): one build process peaks at 401 MiB on 0.9 MB of text and 526 MiB on
+# 17.7 MB (bounded: one bucket plus the 64 MB shard merge); one vCPU processes about 1.8 MB of input text per
+# CPU-second, start-up included (rate scales about inversely with dupe_factor). Rounded up below. Override with
+# --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
+PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.55
+INPUT_MB_PER_S_PER_VCPU: Optional[float] = 1.8
 DATAFLOW_HARNESS_GIB = 1.0  # per VM: Dataflow's worker harness, boot disk cache, OS
 DATAFLOW_MEMORY_HEADROOM = 1.25  # RSS grows with skewed documents; leave a quarter free
 # Families Dataflow accepts, by memory per vCPU (GiB), smallest first.
 DATAFLOW_MACHINE_FAMILIES: Tuple[Tuple[str, float], ...] = (
-    ("n1-standard", 3.75), ("n1-highmem", 6.5), ("n2-highmem", 8.0))
+    ("n2-highcpu", 1.0), ("n1-standard", 3.75), ("n1-highmem", 6.5), ("n2-highmem", 8.0))
 
 # TPU software versions for JAX (cloud.google.com/tpu/docs/runtimes).
 TPU_RUNTIME_BY_GENERATION = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",

@@ -1,5 +1,6 @@
 """`bertbeam train` / `python -m training.run_pretrain`: flags -> TrainConfig -> training.train.train."""
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -9,6 +10,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from training import config as config_lib  # pylint: disable=import-outside-toplevel
     argv = list(sys.argv[1:] if argv is None else argv)
     from training import run_pretraining_flags  # pylint: disable=import-outside-toplevel
+    if "--quiet" in argv:  # no progress lines on stderr (the per-loop metrics lines stay)
+        argv = [a for a in argv if a != "--quiet"]
+        os.environ["BERTBEAM_QUIET"] = "1"
     try:
         argv, notes = run_pretraining_flags.translate(argv)  # ALBERT/BERT run_pretraining.py spellings
         cfg = config_lib.build_config(argv)

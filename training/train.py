@@ -333,12 +333,17 @@ def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) 
     clock = preemption.SaveClock(cfg.checkpoint_every_secs)
     preempted: Optional[str] = None
     last_eval_step = eval_history[-1]["step"] if eval_history else -1  # a relaunch of a finished run: no re-eval
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    watch = None if progress.quiet_from_env() or not is_chief else \
+        progress.TrainProgress(stop_at, step, cfg.train_batch_size).start()  # a stderr line every few seconds
     while step < stop_at:
         batch = global_batch(iterator.next(step))
         params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
         loop_sums = sums if loop_sums is None else add_sums(loop_sums, sums)
         step += 1
         loop_steps += 1
+        if watch is not None:
+            watch.step = step
         if step % cfg.steps_per_loop == 0 or step == stop_at:
             host_sums = jax.tree.map(float, jax.device_get(loop_sums))
             elapsed = time.time() - loop_start
@@ -371,6 +376,8 @@ def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) 
         if is_chief:
             writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
                                   eval_history=eval_history)
+    if watch is not None:
+        watch.stop()
     manager.wait_until_finished()
     manager.close()
     writer.close()

@@ -9,6 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline import progress, runtime_env
 from transforms import bucket_builder, corpus_reader, fileio, keys, spill
 from transforms.bucket_builder import BuildConfig, VocabInfo
 from transforms.corpus_reader import InputRange
@@ -68,39 +69,76 @@ class _BuildRunsFn(beam.DoFn):
         self._docs_dropped = Metrics.counter(NAMESPACE, "documents_dropped")
         self._instances = Metrics.counter(NAMESPACE, "instances_built")
         self._buckets = Metrics.counter(NAMESPACE, "buckets")
+        self._bytes_read = Metrics.counter(NAMESPACE, "input_bytes_read")
+        self._stage_ms = {name: Metrics.counter(NAMESPACE, f"cpu_ms_{name}") for name in progress.STAGES}
+        self._startup_ms = Metrics.distribution(NAMESPACE, "worker_startup_cpu_ms")
+        self._clock = progress.StageClock()
+        self._recorder = progress.Recorder("")  # replaced in setup()
+        self._bucket_instances = 0
         self._tokenizer = None
         self._vocab: Optional[VocabInfo] = None
         self._segmenter = None
 
     def setup(self):
+        self._recorder = progress.Recorder()  # after unpickling: the folder comes from this process's env
         self._tokenizer = load_tokenizer(self._plan.tokenizer)
         self._vocab = VocabInfo.from_vocab(self._tokenizer.vocab)
         if self._plan.input_format in ("text", "jsonl"):
             from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
             self._segmenter = Segmenter(self._plan.lang or "generic")
+        runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
 
     def process(self, rng: InputRange) -> Iterable[Dict[str, Any]]:
+        startup = self._recorder.first_document()
+        if startup is not None:
+            self._startup_ms.update(int(startup * 1000))
         plan = self._plan
         stats = corpus_reader.ReadStats()
         read_counts: Dict[str, int] = collections.Counter()
         docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats, plan.max_line_bytes)
         docs = self._prepare_documents(docs, read_counts)
+        clock, started, reported = self._clock, time.thread_time(), 0
         for bucket in corpus_reader.iter_buckets(docs, plan.bucket_docs, plan.bucket_bytes):
+            clock.add("read", time.thread_time() - started)
             # Tokenize once; every plan (sequence length) builds from the same tokens.
             token_counts: Dict[str, int] = collections.Counter()
-            docs_tokens = bucket_builder.tokenize_documents(bucket, self._tokenizer.tokenize_lines,
-                                                            self._vocab.unk_id, token_counts)
+            with clock("tokenize"):
+                docs_tokens = bucket_builder.tokenize_documents(bucket, self._tokenizer.tokenize_lines,
+                                                                self._vocab.unk_id, token_counts)
             self._buckets.inc()
             self._docs_read.inc(token_counts.get("documents_read", 0))
             self._docs_used.inc(token_counts.get("documents_used", 0))
             self._docs_dropped.inc(sum(v for k, v in token_counts.items() if k.startswith("documents_dropped.")))
+            self._bucket_instances = 0
             for index in range(len(self._plans)):
                 yield self._write_run(index, bucket[0].key, docs_tokens, collections.Counter(token_counts))
+            reported = self._report(rng, bucket[-1].key, len(bucket), reported)
+            started = time.thread_time()
+        clock.add("read", time.thread_time() - started)
+        self._report(rng, None, 0, reported)
         # Reader counters (and drops made while parsing) are complete once the documents are consumed.
         tail: Dict[str, int] = collections.Counter(read_counts)
         tail.update(stats.as_counts())  # lines, encoding fixes, documents the reader dropped, damaged files
         for index in range(len(self._plans)):
             yield {"plan": index, "run": None, "segments": {}, "counts": dict(tail)}
+
+    def _report(self, rng: InputRange, last_key: Optional[str], documents: int, reported: int) -> int:
+        """Progress after a bucket (last_key: its last document) or at the end of the range (None):
+        Beam counters, and a record for the local progress line. Returns the range's bytes reported."""
+        size = rng.file.size if rng.file.is_gzip else min(rng.end, rng.file.size) - rng.start
+        if last_key is None:
+            position = size
+        elif rng.file.is_gzip:  # offsets are in decompressed bytes: report gzip files when done
+            position = reported
+        else:
+            position = min(size, int(last_key.rsplit("@", 1)[1]) - rng.start)
+        stages = self._clock.take()
+        self._bytes_read.inc(max(0, position - reported))
+        for name, seconds in stages.items():
+            self._stage_ms[name].inc(int(seconds * 1000))
+        self._recorder.record(f"{rng.file.key}@{rng.start}", position, documents,
+                              self._bucket_instances if last_key is not None else 0, stages)
+        return max(position, reported)
 
     def _prepare_documents(self, docs, read_counts):
         """Turns raw documents into sentence lists for the configured input format, counting drops."""
@@ -128,14 +166,17 @@ class _BuildRunsFn(beam.DoFn):
 
     def _write_run(self, index: int, bucket_key: str, docs_tokens, counts: Dict[str, int]) -> Dict[str, Any]:
         plan = self._plans[index]
-        result = bucket_builder.build_tokenized_bucket(docs_tokens, plan.cfg, self._vocab, counts)
+        with self._clock("build_instances"):
+            result = bucket_builder.build_tokenized_bucket(docs_tokens, plan.cfg, self._vocab, counts)
         self._instances.inc(len(result.records))
+        self._bucket_instances += len(result.records)
         if not result.records:
             return {"plan": index, "run": None, "segments": {}, "counts": result.counts}
-        data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
-        # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
-        run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket_key):016x}.bin")
-        fileio.write_atomic(run_path, data)
+        with self._clock("spill"):
+            data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
+            # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
+            run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket_key):016x}.bin")
+            fileio.write_atomic(run_path, data)
         return {"plan": index, "run": run_path, "segments": shard_index, "counts": result.counts}
 
 
@@ -150,8 +191,21 @@ class _WriteShardFn(beam.DoFn):
     def __init__(self, plan: BuildPlan):
         self._plan = plan
         self._written = Metrics.counter(NAMESPACE, "instances_written")
+        self._ms = Metrics.counter(NAMESPACE, "cpu_ms_write_shards")
+        self._recorder = progress.Recorder("")  # replaced in setup()
+
+    def setup(self):
+        self._recorder = progress.Recorder()
 
     def process(self, element) -> Iterable[Dict[str, Any]]:
+        started = time.thread_time()
+        written = self._write(element)
+        seconds = time.thread_time() - started
+        self._ms.inc(int(seconds * 1000))
+        self._recorder.record(stages={"write_shards": seconds}, shards=1)
+        yield written
+
+    def _write(self, element) -> Dict[str, Any]:
         shard, segments = element
         segments = sorted(s for s in segments if s is not None)
         path = fileio.join(self._plan.output_dir, self._plan.shard_name(shard))
@@ -166,7 +220,7 @@ class _WriteShardFn(beam.DoFn):
             raise RuntimeError(f"{path}: wrote {writer.count} records, runs held {expected}")
         self._written.inc(writer.count)
         size = _file_size(path)
-        yield {"shard": shard, "path": self._plan.shard_name(shard), "num_instances": writer.count, "bytes": size}
+        return {"shard": shard, "path": self._plan.shard_name(shard), "num_instances": writer.count, "bytes": size}
 
 
 def _file_size(path: str) -> int:

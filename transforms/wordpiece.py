@@ -1,4 +1,4 @@
-"""WordPiece tokenization with exactly google-research/bert's FullTokenizer ids, batched and fast.
+"""WordPiece tokenization with exactly google-research/bert's FullTokenizer ids, batched, fast and TensorFlow-free.
 
 How it stays exact and fast:
 1. The BasicTokenizer normalisation (drop Cc/Cf/NUL/U+FFFD, whitespace to " ", spaces around CJK
@@ -7,19 +7,23 @@ How it stays exact and fast:
    plus C-level `str.lower()` and `unicodedata.normalize`. Applied to the whole text rather than per
    whitespace token it gives the same string: none of these steps looks across a space (checked for
    every code point in several contexts against the oracle, see tests/test_wordpiece.py).
-2. tensorflow-text's FastWordpieceTokenizer then splits the normalised lines on whitespace and punctuation
-   and runs greedy longest-match-first WordPiece (no normalisation of its own).
-3. A line goes instead to an exact pure-Python split + WordPiece when it holds a code point unassigned in
-   this Python's Unicode tables (tensorflow-text's newer tables call a few of them punctuation; the full
-   code-point scan, `bench/bench_tokenize.py --scan`, found no other disagreement after step 1) or a
-   space-free run longer than `max_input_chars_per_word` (tensorflow-text limits words by bytes, the
-   reference by characters).
+2. The normalised lines are split on whitespace with `str.split()` -- the reference's own
+   `whitespace_tokenize` -- and each whitespace chunk's ids (punctuation split + greedy longest-match-first
+   WordPiece, both exact pure Python) are computed once and cached: natural text repeats its chunks, so
+   almost every chunk is one C-level dict look-up. The ids of a chunk depend on the chunk alone, so the
+   cache (bounded; cleared when full) never changes a result.
+Earlier versions used tensorflow-text for step 2; importing TensorFlow cost ~2-4 CPU-seconds and ~600 MB
+per worker process. Once a worker has seen a few MB of a language this path is about as fast as that one
+was; on text never seen (every chunk new) it is 2-3x slower (bench/bench_tokenize.py: cold vs warm).
 """
 import functools
+import hashlib
+import itertools
+import os
 import re
 import sys
 import unicodedata
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,12 +37,10 @@ REFERENCE_MAX_INPUT_CHARS_PER_WORD = 200
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
-# Assigned characters on which tensorflow-text's end-to-end splitting does not match "split on whitespace
-# and on the reference's punctuation" after our normalisation. The full code-point scan
-# (bench/bench_tokenize.py --scan, tf-text 2.21.1, Python 3.11) found none: it differs only on 36 code
-# points unassigned in Python 3.11's Unicode 14 tables, and every unassigned (Cn) code point is already
-# routed to the exact path. Lines holding any of these take the exact path.
-_TF_TEXT_SPLIT_EXCEPTIONS: Tuple[int, ...] = ()
+# Chunks (whitespace-separated pieces of normalised text) whose ids are kept, and as many words at most:
+# about 400 bytes per chunk with its words (measured), so at most ~80 MB.
+CHUNK_CACHE_LIMIT = 200_000
+_LINE_BREAK = "\x00"
 
 
 def _is_punctuation_cp(cp: int, cat: str) -> bool:
@@ -60,20 +62,80 @@ def _class_from_cps(cps: Sequence[int]) -> str:
 
 
 # Bit flags of the per-code-point table.
-_REMOVE, _SPACE, _CJK, _MN, _UNSAFE = 1, 2, 4, 8, 16
+_REMOVE, _SPACE, _CJK, _MN, _UNASSIGNED = 1, 2, 4, 8, 16
+_PUNCT = 256  # only in the cached table
+
+
+def _cache_path(name: str) -> Optional[str]:
+    """Where a derived Unicode table is kept between processes (None: do not keep it).
+
+    The key holds this interpreter's Unicode version and this file's text, so a table is never reused
+    by a different Python or a changed derivation. BERTBEAM_CACHE_DIR="" turns the cache off.
+    """
+    root = os.environ.get("BERTBEAM_CACHE_DIR")
+    if root is None:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                            "bertbeam")
+    if not root:
+        return None
+    try:
+        with open(__file__, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return None
+    return os.path.join(root, f"{name}-unicode{unicodedata.unidata_version}-{sys.maxunicode:x}-{digest}.npy")
+
+
+def _disk_cached(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """compute(), or its result saved by an earlier process (deriving the tables takes ~0.1-0.3 s each;
+    every Beam worker process would pay that before its first document)."""
+    path = _cache_path(name)
+    if path is not None:
+        try:
+            value = np.load(path, allow_pickle=False)
+            if value.shape == (sys.maxunicode + 1,):
+                return value
+        except (OSError, ValueError):
+            pass
+    value = compute()
+    if path is not None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, value, allow_pickle=False)
+            os.replace(tmp, path)  # atomic: a reader sees the whole table or none
+        except OSError:
+            pass
+    return value
 
 
 @functools.lru_cache(maxsize=None)
 def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
     """A flag per code point from this interpreter's unicodedata, and the exact word-splitting regex."""
-    flags = np.zeros(sys.maxunicode + 1, np.uint8)
-    punct = []
+    table = _disk_cached("flags", _compute_flags)
+    flags = table & 0xFF
+    punct = np.flatnonzero(table & _PUNCT).tolist()
+    punct_class = _class_from_cps(punct)
+    # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
+    words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
+    return flags.astype(np.uint8), words
+
+
+@functools.lru_cache(maxsize=None)
+def _chunk_splitter() -> "re.Pattern[str]":
+    """The word regex, also matching "\n" (a chunk separator) as a token of its own."""
+    return re.compile("\n|" + _tables()[1].pattern)
+
+
+def _compute_flags() -> np.ndarray:
+    flags = np.zeros(sys.maxunicode + 1, np.uint16)
     for cp in range(sys.maxunicode + 1):
         ch = chr(cp)
         cat = unicodedata.category(ch)
         if cat in ("Cn", "Co"):  # most of the code space: neither removed, space, Mn nor punctuation
             if cat == "Cn":
-                flags[cp] = _UNSAFE
+                flags[cp] = _UNASSIGNED  # neither case-maps nor decomposes
             continue
         if cp in (0, 0xFFFD) or (cat in ("Cc", "Cf") and ch not in "\t\n\r"):
             flags[cp] |= _REMOVE
@@ -83,18 +145,13 @@ def _tables() -> Tuple[np.ndarray, "re.Pattern[str]"]:
             flags[cp] |= _SPACE
         if cat == "Mn":
             flags[cp] |= _MN
-        if cat == "Cs" or cp in _TF_TEXT_SPLIT_EXCEPTIONS:
-            # Surrogates cannot go to TensorFlow as UTF-8 (unassigned code points are flagged above:
-            # tensorflow-text's newer Unicode tables call some of them punctuation).
-            flags[cp] |= _UNSAFE
+        if cat == "Cs":  # lone surrogates: likewise
+            flags[cp] |= _UNASSIGNED
         if _is_punctuation_cp(cp, cat):
-            punct.append(cp)
+            flags[cp] |= _PUNCT
     for lo, hi in _CJK_RANGES:
         flags[lo:hi + 1] |= _CJK
-    punct_class = _class_from_cps(punct)
-    # Splits a normalised line into words exactly as whitespace_tokenize + _run_split_on_punc do.
-    words = re.compile(f"[{punct_class}]|[^\\s{punct_class}]+")
-    return flags, words
+    return flags
 
 
 _ASCII_TABLE = bytes.maketrans(b"\t\r", b"  ")
@@ -114,6 +171,12 @@ _DELETE, _COMPLEX = -1, -2
 
 @functools.lru_cache(maxsize=None)
 def _case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
+    """The per-code-point case map (see _compute_case_map), computed once per machine."""
+    return _disk_cached(f"casemap{int(do_lower_case)}{int(strip_accents)}",
+                        lambda: _compute_case_map(do_lower_case, strip_accents))
+
+
+def _compute_case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
     """Per code point: what lower() then NFD + drop Mn make of it on its own, when that is context-free.
 
     Entries: the single resulting code point, _DELETE (nothing left), or _COMPLEX (use the str methods):
@@ -125,7 +188,7 @@ def _case_map(do_lower_case: bool, strip_accents: bool) -> np.ndarray:
     flags, _ = _tables()
     # Unassigned and private-use code points neither case-map nor decompose (CJK compatibility
     # ideographs do decompose, so the CJK ranges stay in).
-    candidates = np.flatnonzero((flags & _UNSAFE) == 0)
+    candidates = np.flatnonzero((flags & _UNASSIGNED) == 0)
     for cp in candidates[candidates >= 128].tolist():
         if 0xE000 <= cp <= 0xF8FF or cp >= 0xF0000:
             continue
@@ -194,22 +257,45 @@ def basic_tokenize(text: str, do_lower_case: bool, strip_accents: bool) -> List[
     return _tables()[1].findall(normalize_text(text, do_lower_case, strip_accents).replace("\n", " "))
 
 
-def wordpiece_word(word: str, token_to_id: Dict[str, int], unk_id: int, max_chars: int) -> List[int]:
-    """Greedy longest-match-first WordPiece ids of one word; [UNK] alone when any part fails to match."""
-    if len(word) > max_chars:
+def wordpiece_word(word: str, token_to_id: Dict[str, int], unk_id: int, max_chars: int,
+                   longest_token: Optional[int] = None, longest_continuation: Optional[int] = None) -> List[int]:
+    """Greedy longest-match-first WordPiece ids of one word; [UNK] alone when any part fails to match.
+
+    `longest_token` / `longest_continuation` (the longest vocabulary entry without "##", and the longest
+    "##" entry without its "##", in characters) only skip candidate pieces that cannot be in the
+    vocabulary; the result is the same with or without them.
+    """
+    n = len(word)
+    if n > max_chars:
         return [unk_id]
-    ids = []
-    start = 0
-    while start < len(word):
-        end = len(word)
-        found = None
-        while start < end:
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            found = token_to_id.get(piece)
+    if n == 0:
+        return []
+    get = token_to_id.get
+    found = get(word)
+    if found is not None:  # most words are one piece
+        return [found]
+    first = n if longest_token is None else longest_token
+    rest = n if longest_continuation is None else longest_continuation
+    end = min(n, first)
+    if end == n:
+        end -= 1  # the whole word was tried above
+    while end > 0:
+        found = get(word[:end])
+        if found is not None:
+            break
+        end -= 1
+    else:
+        return [unk_id]
+    ids = [found]
+    start = end
+    while start < n:
+        end = min(n, start + rest)
+        while end > start:
+            found = get("##" + word[start:end])
             if found is not None:
                 break
             end -= 1
-        if found is None:
+        else:
             return [unk_id]
         ids.append(found)
         start = end
@@ -221,31 +307,52 @@ class WordPieceTokenizer:
 
     def __init__(self, vocab_file: str, do_lower_case: bool, strip_accents: Optional[bool] = None,
                  max_input_chars_per_word: int = REFERENCE_MAX_INPUT_CHARS_PER_WORD,
-                 use_tf_text: bool = True):
+                 cache_limit: int = CHUNK_CACHE_LIMIT):
         self.vocab: Vocab = load_vocab(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.strip_accents = self.do_lower_case if strip_accents is None else bool(strip_accents)
         self.max_input_chars_per_word = int(max_input_chars_per_word)
         self._token_to_id = self.vocab.token_to_id
         self._unk_id = self.vocab.unk_id
-        self._cache: Dict[str, List[int]] = {}
-        self._use_tf_text = use_tf_text
-        self._tf = None
-        self._tf_tokenizer = None  # built on first use: importing TensorFlow takes seconds
-        self.num_exact_lines = 0  # lines that took the pure-Python path (for tests and benchmarks)
+        self._cache_limit = int(cache_limit)
+        self._longest_token = max((len(t) for t in self.vocab.tokens if not t.startswith("##")), default=0)
+        self._longest_continuation = max((len(t) - 2 for t in self.vocab.tokens if t.startswith("##")), default=0)
+        # "\x00" never survives normalisation, so it can stand for a line break among the chunks.
+        self._chunks: Dict[str, Tuple[int, ...]] = {_LINE_BREAK: (-1,)}
+        self._words: Dict[str, List[int]] = {}  # words (punctuation split) of chunks not yet seen
+        self.cache_clears = 0  # times the chunk cache was full (for tests and benchmarks)
 
-    # --- exact path ------------------------------------------------------------------------------------
-    def _exact_ids(self, normalized_line: str) -> List[int]:
+    def _exact_ids(self, normalized_text: str, words: Dict[str, List[int]]) -> List[int]:
+        """Punctuation split + WordPiece of normalised text, word by word, remembering words in `words`."""
         out: List[int] = []
-        cache = self._cache
-        for word in _tables()[1].findall(normalized_line):
-            ids = cache.get(word)
+        for word in _tables()[1].findall(normalized_text):
+            ids = words.get(word)
             if ids is None:
-                ids = wordpiece_word(word, self._token_to_id, self._unk_id, self.max_input_chars_per_word)
-                if len(cache) < 1_000_000:
-                    cache[word] = ids
+                ids = wordpiece_word(word, self._token_to_id, self._unk_id, self.max_input_chars_per_word,
+                                     self._longest_token, self._longest_continuation)
+                words[word] = ids
             out.extend(ids)
         return out
+
+    def _chunk_ids(self, chunks: List[str]) -> Iterable[Tuple[str, Tuple[int, ...]]]:
+        """(chunk, ids) for new chunks: the same words and ids as _exact_ids, with one regex pass over all of
+        them ("\n" never occurs in a chunk, so it marks where one ends) instead of one call per chunk."""
+        words = self._words
+        t2i, unk, limit = self._token_to_id, self._unk_id, self.max_input_chars_per_word
+        first, rest = self._longest_token, self._longest_continuation
+        out: List[Tuple[int, ...]] = []
+        ids: List[int] = []
+        for word in _chunk_splitter().findall("\n".join(chunks)):
+            if word == "\n":
+                out.append(tuple(ids))
+                ids = []
+                continue
+            found = words.get(word)
+            if found is None:
+                found = words[word] = wordpiece_word(word, t2i, unk, limit, first, rest)
+            ids.extend(found)
+        out.append(tuple(ids))
+        return zip(chunks, out)
 
     def _normalize_lines(self, lines: Sequence[str]) -> Tuple[str, List[str]]:
         joined = "\n".join(lines)
@@ -255,62 +362,37 @@ class WordPieceTokenizer:
         return big, big.split("\n")
 
     def tokenize_exact(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-        """The pure-Python path for every line (slow; the fast path must equal it)."""
+        """Every line through the per-word pure-Python path, no cache (slow; tokenize_lines must equal it)."""
         _, normalized = self._normalize_lines(lines)
-        return _pack([self._exact_ids(x) for x in normalized])
-
-    # --- fast path -------------------------------------------------------------------------------------
-    def _build_tf(self) -> None:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        import tensorflow_text as tf_text  # pylint: disable=import-outside-toplevel
-        self._tf = tf
-        # No normalisation in tensorflow-text (done above); it splits on whitespace and punctuation and
-        # runs WordPiece. Words over the character limit go to the exact path, so the byte limit only has
-        # to let every word of at most max_input_chars_per_word characters (4 bytes each at most) through.
-        self._tf_tokenizer = tf_text.FastWordpieceTokenizer(
-            vocab=list(self.vocab.tokens), suffix_indicator="##",
-            max_bytes_per_word=4 * self.max_input_chars_per_word, token_out_type=tf.int32,
-            unknown_token=self.vocab.tokens[self._unk_id], no_pretokenization=False)
+        return _pack([self._exact_ids(x, {}) for x in normalized])
 
     def tokenize_lines(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Token ids of many lines: flat int32 ids and int64 row_splits of length len(lines) + 1."""
-        if not self._use_tf_text:
-            return self.tokenize_exact(lines)
         if len(lines) == 0:
             return np.zeros(0, np.int32), np.zeros(1, np.int64)
-        if self._tf_tokenizer is None:
-            self._build_tf()
-        big, normalized = self._normalize_lines(lines)
-        slow = self._slow_lines(big)
-        fast_input = normalized
-        if slow:
-            self.num_exact_lines += len(slow)
-            fast_input = list(normalized)
-            for i in slow:
-                fast_input[i] = ""
-        ragged = self._tf_tokenizer.tokenize(self._tf.constant(fast_input))
-        ids = ragged.flat_values.numpy().astype(np.int32, copy=False)
-        splits = ragged.row_splits.numpy().astype(np.int64, copy=False)
-        if not slow:
-            return ids, splits
-        return _splice(ids, splits, {i: self._exact_ids(normalized[i]) for i in slow})
+        big, _ = self._normalize_lines(lines)
+        chunks = big.replace("\n", " \x00 ").split()  # str.split(): the reference's whitespace_tokenize
+        cache = self._chunks
+        missing = set(chunks).difference(cache)
+        if missing:
+            if len(cache) + len(missing) > self._cache_limit or len(self._words) > self._cache_limit:
+                # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up.
+                self.clear_cache()
+                self.cache_clears += 1
+            cache.update(self._chunk_ids(list(missing)))
+        flat = np.fromiter(itertools.chain.from_iterable(map(cache.__getitem__, chunks)), np.int32)
+        breaks = np.flatnonzero(flat == -1)
+        splits = np.empty(len(lines) + 1, np.int64)
+        splits[0] = 0
+        splits[1:-1] = breaks - np.arange(len(breaks))
+        splits[-1] = len(flat) - len(breaks)
+        return (np.delete(flat, breaks) if len(breaks) else flat), splits
 
-    def _slow_lines(self, big: str) -> List[int]:
-        """Indices of lines the fast path could get wrong: unsafe characters, or over-long runs."""
-        if big.isascii():
-            cps = np.frombuffer(big.encode("ascii"), np.uint8)
-            unsafe = np.zeros(0, np.int64)
-        else:
-            cps = _codepoints(big)
-            unsafe = np.flatnonzero(_tables()[0][cps] & _UNSAFE)
-        newlines = np.flatnonzero(cps == 10)
-        # Words never span a space or a line break, so the longest such run bounds the longest word.
-        bounds = np.concatenate(([-1], np.flatnonzero((cps == 32) | (cps == 10)), [len(cps)]))
-        long_runs = bounds[:-1][np.diff(bounds) - 1 > self.max_input_chars_per_word] + 1
-        positions = np.concatenate((unsafe, long_runs))
-        if len(positions) == 0:
-            return []
-        return np.unique(np.searchsorted(newlines, positions, side="right")).tolist()
+    def clear_cache(self) -> None:
+        """Forgets every cached chunk and word (results never depend on the cache)."""
+        self._chunks.clear()
+        self._chunks[_LINE_BREAK] = (-1,)
+        self._words.clear()
 
     def word_starts(self, ids: np.ndarray) -> np.ndarray:
         """True where a token may start a whole word (it does not begin with "##")."""
@@ -322,20 +404,3 @@ def _pack(per_line: List[List[int]]) -> Tuple[np.ndarray, np.ndarray]:
     np.cumsum([len(x) for x in per_line], out=splits[1:])
     flat = np.fromiter((t for x in per_line for t in x), dtype=np.int32, count=int(splits[-1]))
     return flat, splits
-
-
-def _splice(ids: np.ndarray, splits: np.ndarray, replace: Dict[int, List[int]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Puts `replace[i]` in place of line i's (empty) fast-path tokens."""
-    lengths = np.diff(splits)
-    for i, r in replace.items():
-        lengths[i] = len(r)
-    new_splits = np.zeros_like(splits)
-    np.cumsum(lengths, out=new_splits[1:])
-    out = np.empty(int(new_splits[-1]), np.int32)
-    fast = np.ones(len(out), bool)
-    for i, r in replace.items():
-        a, b = int(new_splits[i]), int(new_splits[i + 1])
-        fast[a:b] = False
-        out[a:b] = r
-    out[fast] = ids
-    return out, new_splits

@@ -98,6 +98,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout_file", default=None, help="report on this text after training")
     p.add_argument("--compare_vocab", default=None, help="vocabulary to compare with in the report")
     p.add_argument("--overwrite", type=parse_bool, default=False)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 
@@ -178,6 +179,11 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
     else:
         def sentences():
             return corpus.iter_sentences(paths, args.input_format, args.text_field, lang=args.lang)
+    watch = _text_progress(args, sample_path or paths)
+    if watch is not None:
+        read_sentences = sentences
+        def sentences():  # noqa: F811 -- the same sentences, counted for the progress line
+            return watch.wrap(read_sentences())
 
     if args.model == "wordpiece":
         from vocab.train_wordpiece import (bert_layout, check_wordpiece_size, train_wordpiece_tokens,
@@ -203,6 +209,8 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
                                     unk_id=args.unk_id, bos_id=args.bos_id, eos_id=args.eos_id,
                                     allow_smaller_vocab=args.allow_smaller_vocab)
         vocab_path = files["model"]
+    if watch is not None:
+        watch.stop()
     vocab = load_any_vocab(vocab_path)  # the loader's validation is the acceptance test of our own output
     extra = {"sp_model_type": args.sp_model_type, "presplit_chars": args.presplit_chars,
              "character_coverage": args.character_coverage, "control_symbols": args.control_symbols,
@@ -233,6 +241,16 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
         _copy_tree_to(work_dir, args.output_dir)
         shutil.rmtree(work_dir, ignore_errors=True)
     return config
+
+
+def _text_progress(args: argparse.Namespace, paths):
+    """Progress lines through the training text (pipeline/progress.py), unless --quiet."""
+    from pipeline import progress  # pylint: disable=import-outside-toplevel
+    if getattr(args, "quiet", False) or progress.quiet_from_env():
+        return None
+    paths = [paths] if isinstance(paths, str) else paths
+    total = sum(os.path.getsize(p) for p in paths if "://" not in p and os.path.exists(p))
+    return progress.TextProgress(total, passes=2 if args.model == "wordpiece" else 1).start()
 
 
 def _print_report(vocab_file: str, heldout_file: str, compare_vocab: Optional[str],

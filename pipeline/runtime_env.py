@@ -1,0 +1,86 @@
+"""Process environment of a build: native thread pools sized to one thread, a cheaper garbage collector, and
+one-line, noise-free logs."""
+import codecs
+import gc
+import logging
+import os
+import re
+from typing import Dict, MutableMapping, Optional
+
+# A build process is one worker of a pool of one process per vCPU (Dataflow, --direct_num_workers): its
+# work is single-threaded Python. Native pools sized to every core only spin while waiting and, with
+# several worker processes per machine, multiply CPU time under load. These are read when the libraries
+# load, so they are set before the first import of numpy/Beam; worker subprocesses inherit them.
+THREAD_POOL_ENV: Dict[str, str] = {
+    "OMP_NUM_THREADS": "1",  # OpenMP (oneDNN, MKL, OpenBLAS built with OpenMP)
+    "OPENBLAS_NUM_THREADS": "1",  # numpy's OpenBLAS
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",  # Rust rayon (HF tokenizers)
+    "TOKENIZERS_PARALLELISM": "false",
+    "TF_NUM_INTRAOP_THREADS": "1",  # TensorFlow, should anything load it
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # and without its start-up chatter
+}
+
+
+def limit_thread_pools(env: Optional[MutableMapping[str, str]] = None) -> Dict[str, str]:
+    """Sets every THREAD_POOL_ENV variable the user has not set; returns the ones it set."""
+    env = os.environ if env is None else env
+    applied = {}
+    for name, value in THREAD_POOL_ENV.items():
+        if name not in env:
+            env[name] = value
+            applied[name] = value
+    return applied
+
+
+# Collect the youngest generation every 20,000 container allocations (Python's default: 700). Building
+# instances allocates millions of short-lived lists that reference counting frees anyway; each full collection
+# also walked every object of Beam's and numpy's ~100,000-object module graph. Measured on a 4.4 MB build:
+# 0.42 CPU-s of 3.2 in the collector before, 0.15 after (with freeze_startup_objects).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def freeze_startup_objects() -> None:
+    """Moves everything alive now (modules, classes, the vocabulary) out of the collector's reach and
+    raises its thresholds. Called once per worker process after start-up (DoFn.setup); nothing is freed
+    later than it would be by reference counting, only cyclic garbage waits a little longer."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def prepare_worker() -> None:
+    """Called in each build worker's DoFn.setup: the thread-pool variables for anything loaded from now on
+    (on Dataflow the SDK process starts without them; numpy is loaded by then, but the build makes no BLAS
+    calls, so its pool stays idle) and the collector settings above."""
+    limit_thread_pools()
+    freeze_startup_objects()
+
+
+# Beam forwards each worker log entry to the launcher as "Worker: <the whole protobuf on one line>".
+_WORKER_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+# Known harmless worker warnings (Beam's local multi_processing workers have no persistent directory).
+_NOISE = ("No semi_persistent_directory found",)
+
+
+class WorkerLogFilter(logging.Filter):
+    """Drops known noise and shortens forwarded worker log entries to `worker: <message>`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(n in text for n in _NOISE):
+            return False
+        if record.msg == "Worker: %s" and record.args:
+            found = _WORKER_MESSAGE.search(text)
+            if found:
+                message = codecs.escape_decode(found.group(1).encode("utf-8"))[0].decode("utf-8", "replace")
+                record.msg, record.args = "worker: %s", (message,)
+        return True
+
+
+def install_log_filters() -> None:
+    """Adds WorkerLogFilter to Beam's logger that forwards worker logs (idempotent)."""
+    logger = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    if not any(isinstance(f, WorkerLogFilter) for f in logger.filters):
+        logger.addFilter(WorkerLogFilter())
