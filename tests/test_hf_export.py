@@ -226,6 +226,11 @@ def test_export_hf_loss_and_tokens_match(name, tmp_path_factory, capsys):
     assert abs(ours["lm_example_loss"] - theirs["lm_example_loss"]) < 1e-4
     if with_nsp:
         assert abs(ours["next_sentence_loss"] - theirs["next_sentence_loss"]) < 1e-4
+    # `bertbeam evaluate` also takes the exported folder itself: the same metrics as the run.
+    from_folder = bertbeam_evaluate(out, data, capsys)
+    for key in ("masked_lm_accuracy", "lm_example_loss", "next_sentence_accuracy", "next_sentence_loss"):
+        if key in ours:
+            assert abs(from_folder[key] - ours[key]) < 1e-5, key
     # The exported tokenizer gives the records' token ids.
     assert check_records_tokens(out, text, data) >= EVAL_N
     tok_cfg = json.loads((out / "tokenizer_config.json").read_text())

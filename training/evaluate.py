@@ -149,6 +149,9 @@ def load_checkpoint(checkpoint: str) -> Tuple[Any, Dict[str, Any], Optional[int]
     from training import checkpoints, tf_checkpoint  # pylint: disable=import-outside-toplevel
     from training.input_pipeline import tf_module  # pylint: disable=import-outside-toplevel
     checkpoint = _abs(checkpoint)
+    from training import hf_checkpoint  # pylint: disable=import-outside-toplevel
+    if hf_checkpoint.is_hf_folder(checkpoint):
+        return _load_hf_folder(checkpoint)
     prefix = tf_checkpoint.resolve_tf_checkpoint(checkpoint)
     if prefix is not None:
         tf = tf_module()
@@ -164,6 +167,25 @@ def load_checkpoint(checkpoint: str) -> Tuple[Any, Dict[str, Any], Optional[int]
     run_dir = directory[: -len(checkpoints.CHECKPOINT_SUBDIR)].rstrip("/") \
         if directory.rstrip("/").endswith("/" + checkpoints.CHECKPOINT_SUBDIR) else directory
     return load_model_config(run_dir), params, int(meta.get("step", 0))
+
+
+def _load_hf_folder(folder: str) -> Tuple[Any, Dict[str, Any], Optional[int]]:
+    """A transformers BERT/ALBERT folder (`bertbeam export --format hf`, or a published model): its config.json
+    gives the model; every tensor of the model (heads included) must be in its weights."""
+    import jax  # pylint: disable=import-outside-toplevel
+    from training import hf_checkpoint, models, tf_checkpoint  # pylint: disable=import-outside-toplevel
+    model_config = hf_checkpoint.model_config_from_hf(hf_checkpoint.read_hf_config(folder))
+    architectures = hf_checkpoint.read_hf_config(folder).get("architectures") or []
+    with_nsp = any(a.endswith("ForPreTraining") for a in architectures)
+    model = models.build_model(model_config, with_nsp=with_nsp)
+    # Shapes only: the weights all come from the folder.
+    shapes = jax.eval_shape(lambda r: models.init_params(model, r, 8, 2), jax.random.PRNGKey(0))
+    names = {n: tuple(v.shape) for n, v in tf_checkpoint.flatten(shapes).items()}
+    found, report = hf_checkpoint.read_hf_folder(folder, names, model_config.is_albert)
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise EvalError(f"{folder}: {report['file']} lacks {len(missing)} tensors the model needs, e.g. {missing[:3]}")
+    return model_config, tf_checkpoint.unflatten(found), None
 
 
 def evaluate_checkpoint(checkpoint: str, eval_data: str, max_eval_examples: int, eval_batch_size: int = 8) -> dict:
@@ -184,8 +206,9 @@ def format_summary(metrics: Dict[str, Any]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="bertbeam evaluate", description=__doc__)
     parser.add_argument("--checkpoint", required=True,
-                        help="a run folder (latest step), its checkpoints/STEP, or a TF bert_model.ckpt with its "
-                             "bert_config.json/albert_config.json alongside")
+                        help="a run folder (latest step), its checkpoints/STEP, a TF bert_model.ckpt with its "
+                             "bert_config.json/albert_config.json alongside, or a Hugging Face folder "
+                             "(config.json + model.safetensors/pytorch_model.bin)")
     parser.add_argument("--eval_data", required=True, help="a dataset folder built by `bertbeam build`")
     parser.add_argument("--max_eval_examples", type=int, default=0,
                         help="evaluate the first N records (shard order); 0 = all")
