@@ -1,4 +1,5 @@
 """ALBERT's create_pretraining_data.py and run_pretraining.py flag spellings, mapped onto bertbeam's."""
+import os
 import pytest
 
 from pipeline import build
@@ -58,7 +59,9 @@ def test_seed_run_pretraining_command_translates():
     argv, notes = rpf.translate(SEED_TRAIN, glob=lambda p: ["DATA/a.tf_record"], exists=lambda p: True)
     from training import config as config_lib
     cfg = config_lib.build_config(argv)
-    assert cfg.pretrain_data == "DATA" and cfg.albert_config_file == "/tmp/albert_base/albert_config.json"
+    # Local paths are made absolute at the boundary (relative ones against the launch directory).
+    assert os.path.isabs(cfg.pretrain_data) and os.path.basename(cfg.pretrain_data) == "DATA"
+    assert cfg.albert_config_file == "/tmp/albert_base/albert_config.json"
     assert config_lib.total_steps(cfg) == 1_000_000 and cfg.warmup_steps == 3125
     assert (cfg.steps_per_loop * cfg.checkpoint_every_loops, cfg.keep_checkpoints) == (1000, 100)
     assert (cfg.optimizer_type, cfg.learning_rate, cfg.train_batch_size) == ("lamb", 0.00176, 1024)

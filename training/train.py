@@ -336,48 +336,50 @@ def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) 
     from pipeline import progress  # pylint: disable=import-outside-toplevel
     watch = None if progress.quiet_from_env() or not is_chief else \
         progress.TrainProgress(stop_at, step, cfg.train_batch_size).start()  # a stderr line every few seconds
-    while step < stop_at:
-        batch = global_batch(iterator.next(step))
-        params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
-        loop_sums = sums if loop_sums is None else add_sums(loop_sums, sums)
-        step += 1
-        loop_steps += 1
-        if watch is not None:
-            watch.step = step
-        if step % cfg.steps_per_loop == 0 or step == stop_at:
-            host_sums = jax.tree.map(float, jax.device_get(loop_sums))
-            elapsed = time.time() - loop_start
-            last = metrics_lib.summarize(host_sums, loop_steps, float(lr_at(step - 1)),
-                                         loop_steps * cfg.train_batch_size / max(elapsed, 1e-9),
-                                         spec.with_nsp)
-            history.append(dict(step=step, **last))
-            writer.write_scalars(step, last)
-            print(metrics_lib.format_line(step, total, last), flush=True)
-            loop_sums, loop_start, loop_steps = None, time.time(), 0
-        if evaluator is not None and ((cfg.eval_every_steps and step % cfg.eval_every_steps == 0)
-                                      or step == total):
-            run_eval(step)
-            last_eval_step = step
-        stop, time_due = preemption.agree(signals.requested is not None, clock.due())
-        if stop:
-            preempted = signals.requested or "SIGTERM (another host)"
-        if step % ckpt_every == 0 or step == stop_at or time_due or stop:
-            save(step)
-            clock.saved()
+    try:
+        while step < stop_at:
+            batch = global_batch(iterator.next(step))
+            params, opt_state, step_arr, sums = p_step(params, opt_state, step_arr, batch)
+            loop_sums = sums if loop_sums is None else add_sums(loop_sums, sums)
+            step += 1
+            loop_steps += 1
+            if watch is not None:
+                watch.step = step
+            if step % cfg.steps_per_loop == 0 or step == stop_at:
+                host_sums = jax.tree.map(float, jax.device_get(loop_sums))
+                elapsed = time.time() - loop_start
+                last = metrics_lib.summarize(host_sums, loop_steps, float(lr_at(step - 1)),
+                                             loop_steps * cfg.train_batch_size / max(elapsed, 1e-9),
+                                             spec.with_nsp)
+                history.append(dict(step=step, **last))
+                writer.write_scalars(step, last)
+                print(metrics_lib.format_line(step, total, last), flush=True)
+                loop_sums, loop_start, loop_steps = None, time.time(), 0
+            if evaluator is not None and ((cfg.eval_every_steps and step % cfg.eval_every_steps == 0)
+                                          or step == total):
+                run_eval(step)
+                last_eval_step = step
+            stop, time_due = preemption.agree(signals.requested is not None, clock.due())
+            if stop:
+                preempted = signals.requested or "SIGTERM (another host)"
+            if step % ckpt_every == 0 or step == stop_at or time_due or stop:
+                save(step)
+                clock.saved()
+                if is_chief:
+                    writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
+                                          eval_history=eval_history)
+            if stop:
+                print(f"bertbeam train: {preempted}: saved step {step}; a relaunch with the same flags resumes there",
+                      flush=True)
+                break
+        if evaluator is not None and step == stop_at and last_eval_step != step and preempted is None:
+            run_eval(step)  # after the last step of this launch, if not just done
             if is_chief:
                 writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
                                       eval_history=eval_history)
-        if stop:
-            print(f"bertbeam train: {preempted}: saved step {step}; a relaunch with the same flags resumes there",
-                  flush=True)
-            break
-    if evaluator is not None and step == stop_at and last_eval_step != step and preempted is None:
-        run_eval(step)  # after the last step of this launch, if not just done
-        if is_chief:
-            writer.write_run_logs(cfg, setup, history, step, total, finished=step >= total,
-                                  eval_history=eval_history)
-    if watch is not None:
-        watch.stop()
+    finally:  # the progress thread must not outlive the loop (an error, a preemption)
+        if watch is not None:
+            watch.stop()
     manager.wait_until_finished()
     manager.close()
     writer.close()

@@ -185,32 +185,34 @@ def run_train(args: argparse.Namespace, pipeline_args: Sequence[str]) -> Dict:
         def sentences():  # noqa: F811 -- the same sentences, counted for the progress line
             return watch.wrap(read_sentences())
 
-    if args.model == "wordpiece":
-        from vocab.train_wordpiece import (bert_layout, check_wordpiece_size, train_wordpiece_tokens,
-                                           write_wordpiece_outputs)
-        reserved = args.num_unused_before + args.num_unused_after
-        if args.vocab_size - reserved - 5 < 50:
-            raise SystemExit(f"--vocab_size {args.vocab_size} leaves {args.vocab_size - reserved - 5} learned tokens "
-                             f"after {reserved} [unusedN] slots; lower --num_unused_before/--num_unused_after")
-        learned = train_wordpiece_tokens(sentences, args.vocab_size, args.do_lower_case, strip, reserved,
-                                         min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet)
-        tokens = bert_layout(learned, args.num_unused_before, args.num_unused_after)
-        check_wordpiece_size(len(tokens), args.vocab_size, args.allow_smaller_vocab, args.min_frequency)
-        files = write_wordpiece_outputs(work_dir, tokens, args.do_lower_case, strip)
-        vocab_path = files["vocab"]
-    else:
-        from vocab.train_spm import train_sentencepiece
-        files = train_sentencepiece(sentences, work_dir, args.vocab_size, args.sp_model_type, args.do_lower_case,
-                                    strip, seed=args.random_seed, character_coverage=args.character_coverage,
-                                    presplit_chars=args.presplit_chars, control_symbols=args.control_symbols,
-                                    user_defined_symbols=args.user_defined_symbols,
-                                    input_sentence_size=args.input_sentence_size,
-                                    shuffle_input_sentence=args.shuffle_input_sentence, pad_id=args.pad_id,
-                                    unk_id=args.unk_id, bos_id=args.bos_id, eos_id=args.eos_id,
-                                    allow_smaller_vocab=args.allow_smaller_vocab)
-        vocab_path = files["model"]
-    if watch is not None:
-        watch.stop()
+    try:
+        if args.model == "wordpiece":
+            from vocab.train_wordpiece import (bert_layout, check_wordpiece_size, train_wordpiece_tokens,
+                                               write_wordpiece_outputs)
+            reserved = args.num_unused_before + args.num_unused_after
+            if args.vocab_size - reserved - 5 < 50:
+                raise SystemExit(f"--vocab_size {args.vocab_size} leaves {args.vocab_size - reserved - 5} learned tokens "
+                                 f"after {reserved} [unusedN] slots; lower --num_unused_before/--num_unused_after")
+            learned = train_wordpiece_tokens(sentences, args.vocab_size, args.do_lower_case, strip, reserved,
+                                             min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet)
+            tokens = bert_layout(learned, args.num_unused_before, args.num_unused_after)
+            check_wordpiece_size(len(tokens), args.vocab_size, args.allow_smaller_vocab, args.min_frequency)
+            files = write_wordpiece_outputs(work_dir, tokens, args.do_lower_case, strip)
+            vocab_path = files["vocab"]
+        else:
+            from vocab.train_spm import train_sentencepiece
+            files = train_sentencepiece(sentences, work_dir, args.vocab_size, args.sp_model_type, args.do_lower_case,
+                                        strip, seed=args.random_seed, character_coverage=args.character_coverage,
+                                        presplit_chars=args.presplit_chars, control_symbols=args.control_symbols,
+                                        user_defined_symbols=args.user_defined_symbols,
+                                        input_sentence_size=args.input_sentence_size,
+                                        shuffle_input_sentence=args.shuffle_input_sentence, pad_id=args.pad_id,
+                                        unk_id=args.unk_id, bos_id=args.bos_id, eos_id=args.eos_id,
+                                        allow_smaller_vocab=args.allow_smaller_vocab)
+            vocab_path = files["model"]
+    finally:  # a refused vocabulary (too small) must not leave the progress thread running
+        if watch is not None:
+            watch.stop()
     vocab = load_any_vocab(vocab_path)  # the loader's validation is the acceptance test of our own output
     extra = {"sp_model_type": args.sp_model_type, "presplit_chars": args.presplit_chars,
              "character_coverage": args.character_coverage, "control_symbols": args.control_symbols,
