@@ -280,14 +280,14 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
     cmd = L.dataflow_build_command(
         "my-project", "europe-west4", "gs://my-bucket/tmp",
         ["--input_file", str(corpus), "--vocab_file", str(vocab), "--output_dir", str(out),
-         "--do_lower_case=True", "--max_seq_length", "32", "--max_predictions_per_seq", "5"],
+         "--do_lower_case=True", "--max_seq_length", "32", "--max_predictions_per_seq", "5", "--allow_local_paths"],
         machine_type="n1-standard-4", max_num_workers=3, setup_file=str(checkout / "setup.py"),
         extra_options=["--dry_run=True"])
     build.run(cmd[2:])
 
     proto = captured["runner"].proto_pipeline
     names = {t.unique_name for t in proto.components.transforms.values()}
-    assert {"CreateRanges", "BuildPretrainingData"} <= names
+    assert {"CreateInputs", "SplitRanges", "BuildPretrainingData"} <= names
     payloads = []
     for t in proto.components.transforms.values():
         if t.spec.urn == common_urns.primitives.PAR_DO.urn:
