@@ -26,6 +26,9 @@ TRAIN_REQUIRES = [
     "tensorboardX>=2.6",
 ]
 
+# Beam's DaskRunner (`--runner=DaskRunner`); the dev extra has it so the distributed-runner tests run in CI.
+DASK_REQUIRES = ["dask[distributed]>=2024.4.2"]
+
 setuptools.setup(
     name="bertbeam",
     version="0.1.0",
@@ -37,7 +40,8 @@ setuptools.setup(
     install_requires=PIPELINE_REQUIRES,
     extras_require={
         "train": TRAIN_REQUIRES,
-        "dev": TRAIN_REQUIRES + ["pytest>=8", "pytest-xdist>=3", "pysbd>=0.3", "nltk>=3.8"],
+        "dev": TRAIN_REQUIRES + ["pytest>=8", "pytest-xdist>=3", "pysbd>=0.3", "nltk>=3.8"] + DASK_REQUIRES,
+        "dask": DASK_REQUIRES,
     },
     entry_points={"console_scripts": ["bertbeam=pipeline.main:main"]},
 )

@@ -305,3 +305,14 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.strip().splitlines()[-1]) == len(payloads)
     assert not list(out.glob("*.tfrecord*"))  # nothing ran
+
+
+def test_dataflow_cost_model_dry_run_without_a_project(capsys):
+    cost = L.dataflow_cost(110, dupe_factor=10, target_hours=2, vcpus=4, mb_per_s_per_vcpu_at_dupe5=1.4)
+    # 110,000 MB at 1.4 x 5/10 = 0.7 MB/s per vCPU: 157,143 vCPU-seconds = 43.7 vCPU-hours.
+    assert round(cost.vcpu_hours, 1) == 43.7 and cost.workers == 6 and cost.machine_type == "n1-standard-4"
+    assert cost.output_gb == 2200 and cost.shuffle_gb == 2310 and cost.shard_mb <= 256
+    assert L.main(["dataflow", "--dry_run", "--corpus_gb", "110", "--", "--dupe_factor=5"]) == 0
+    out = capsys.readouterr().out
+    assert "22 vCPU-hours" in out and "--max_num_workers 3" in out and "shuffle: 1,210 GB" in out
+    assert L.main(["dataflow", "--corpus_gb", "110"]) == 2  # a real launch needs the project
