@@ -70,7 +70,8 @@ def measure(repo: Path, corpus: str, vocab: str, shards: int, tmp: Path, new_fla
         argv.append("--allow_local_paths")
     env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{repo}", BENCH_OPEN_PREFIX=str(out) + "/",
                BENCH_OPEN_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argv)], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argv)], env=env, capture_output=True, text=True,
+                          cwd=str(repo))  # `-c` puts the working folder first on sys.path
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     paths = log.read_text().splitlines() if log.exists() else []

@@ -203,10 +203,10 @@ def discover_inputs(patterns: str, sniff: bool = True):
     """Matches the comma-separated patterns (metadata only: names and sizes, patterns listed in bounded
     parallel), so that a missing or empty input fails now, naming the file, not hours later in a worker.
 
-    With sniff, also checks each file's first bytes here (gzip by content, whatever the extension; damaged
-    gzip starts; UTF-16). Without it, gzip is guessed from the `.gz` extension (only to choose a shard
-    count) and the same checks run in the pipeline (corpus_reader.ranges_for_file), failing the job with
-    the same message."""
+    With sniff (and at most SNIFF_ON_LAUNCHER_MAX_FILES files), also checks each file's first bytes here
+    (gzip by content, whatever the extension; damaged gzip starts; UTF-16). Without it, gzip is guessed
+    from the `.gz` extension (only to choose a shard count) and the same checks run in the pipeline
+    (corpus_reader.ranges_for_file), failing the job with the same message."""
     from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
     from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
 
@@ -220,6 +220,7 @@ def discover_inputs(patterns: str, sniff: bool = True):
         raise FlagError(f"--input_file: all {len(found)} matched file(s) are empty, e.g. {min(found)}")
     paths = sorted(found)
     root = corpus_reader.common_root(paths)
+    sniff = sniff and len(paths) <= SNIFF_ON_LAUNCHER_MAX_FILES
     inputs = []
     for path in paths:
         if sniff:
