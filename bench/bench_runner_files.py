@@ -48,7 +48,7 @@ DRIVER = textwrap.dedent('''
     from distributed import LocalCluster
     if __name__ == "__main__":
         argv = json.loads(sys.argv[1])
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
         try:
             from pipeline import build
             manifests = build.run_all(argv + [f"--dask_client_address={cluster.scheduler_address}"])

@@ -69,7 +69,7 @@ def references(corpus, tmp_path_factory):
 
 def _start_cluster(audit_file: Path):
     os.environ["BERTBEAM_TEST_AUDIT_FILE"] = str(audit_file)
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                     preload=[str(AUDIT_PRELOAD)])
 
 

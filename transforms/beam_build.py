@@ -344,12 +344,15 @@ class BuildPretrainingData(beam.PTransform):
                      | "ReadBuckets" >> beam.ParDo(_ReadBucketsFn(plans))
                      | "DistributeBuckets" >> _Redistribute(lambda e: (e[1] or 0) >> 33)
                      | "BuildSlices" >> beam.ParDo(_BuildSlicesFn(plans)))
-        every_shard = [((index, shard), None) for index, plan in enumerate(plans)
-                       for shard in range(plan.cfg.num_shards)]
+        # Every shard gets a None, so a shard no record reaches is still written; expanded on a worker so the
+        # job graph holds one element per plan, not one per shard.
+        every_shard = (ranges.pipeline
+                       | "ShardCounts" >> beam.Create([(index, plan.cfg.num_shards) for index, plan in enumerate(plans)])
+                       | "EveryShard" >> beam.FlatMap(lambda e: [((e[0], shard), None) for shard in range(e[1])]))
         slices = (built
                   | "Slices" >> beam.Filter(_is_kind("slice"))
                   | "KeySlices" >> beam.Map(lambda e: (e[1], e[2])))
-        shards = ((slices, ranges.pipeline | "EveryShard" >> beam.Create(every_shard))
+        shards = ((slices, every_shard)
                   | "AllShards" >> beam.Flatten()
                   | "GroupByShard" >> beam.GroupByKey()
                   | "WriteShards" >> beam.ParDo(_WriteShardFn(plans, self._shuffle)))
