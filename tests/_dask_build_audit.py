@@ -13,7 +13,7 @@ _original = getattr(bucket_builder, "_unaudited_build_tokenized_bucket", bucket_
 bucket_builder._unaudited_build_tokenized_bucket = _original  # pylint: disable=protected-access
 
 
-def _audited(docs_tokens, cfg, vocab, counts=None):
+def _audited(docs_tokens, cfg, *args, **kwargs):
     path = os.environ.get("BERTBEAM_TEST_AUDIT_FILE")
     if path and docs_tokens:
         line = f"{docs_tokens[0][0].key}\t{cfg.max_seq_length}\t{os.getpid()}\n"
@@ -22,7 +22,7 @@ def _audited(docs_tokens, cfg, vocab, counts=None):
             os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
-    return _original(docs_tokens, cfg, vocab, counts)
+    return _original(docs_tokens, cfg, *args, **kwargs)
 
 
 bucket_builder.build_tokenized_bucket = _audited
