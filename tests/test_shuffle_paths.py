@@ -183,3 +183,13 @@ def test_input_list_round_trips(tmp_path):
     path = tmp_path / "inputs.jsonl"
     path.write_bytes(corpus_reader.encode_input_list(files))
     assert list(corpus_reader.read_input_list(str(path), fileio.open_read)) == files
+
+
+def test_runner_shuffle_caps_the_shard_size(tmp_path, demo_corpus, demo_vocab):
+    with pytest.raises(build.FlagError, match=r"--target_shard_mb=2048.*at most 1024"):
+        build.run_all(_argv(demo_corpus, demo_vocab, tmp_path / "o", "--shuffle=runner", "--target_shard_mb=2048"))
+    args, _ = build.parse_args(_argv(demo_corpus, demo_vocab, tmp_path / "o"))
+    (one, _) = build.per_length_args(args)
+    big = [corpus_reader.InputFile("gs://b/a.txt", "a.txt", 10 << 30, False)]  # 10 GiB x 2 copies x 2 bytes
+    assert "about 40960 MB per shard" in build.shard_size_warning(one, big, 1)
+    assert build.shard_size_warning(one, big, 64) is None
