@@ -175,8 +175,9 @@ def validate_args(args: argparse.Namespace) -> List[str]:
 
 # Inputs checked by content on the launching machine at most (more, or a non-local runner: on the workers).
 SNIFF_ON_LAUNCHER_MAX_FILES = 1000
-# Inputs listed inline in the job graph at most; more travel through a file (a small graph for 40,000 inputs).
-INLINE_INPUTS_MAX = 1000
+# Ranges listed inline in the job graph at most; beyond, the input list travels through a file (a small graph
+# for 40,000 inputs) and ranges are cut on the workers.
+INLINE_RANGES_MAX = 5000
 MATCH_THREADS = 16
 
 
@@ -236,7 +237,7 @@ def discover_inputs(patterns: str, sniff: bool = True):
 
 def gzip_split_warning(inputs, split_bytes: int) -> Optional[str]:
     """One warning naming the largest gzip input over --input_split_mb: a gzip file cannot be split, so it is
-    read by one worker from start to end (building its instances still spreads over workers)."""
+    read by one worker from start to end (with --shuffle=runner its buckets are still built on all workers)."""
     big = sorted((f for f in inputs if f.is_gzip and f.size > split_bytes), key=lambda f: (-f.size, f.path))
     if not big:
         return None
@@ -248,7 +249,6 @@ def gzip_split_warning(inputs, split_bytes: int) -> Optional[str]:
 
 LOCAL_RUNNERS = ("directrunner", "direct", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner",
                  "prismrunner", "testdirectrunner")
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 def is_local_runner(runner_name: str) -> bool:
@@ -506,18 +506,22 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     bases = [manifest_base(one, plan, tokenizer.vocab, runner_name, argv) for one, plan in zip(each, plans)]
     bases = [dict(base, shuffle=shuffle) for base in bases]
     p = beam.Pipeline(runner=local_runner(runner_name), options=options)
-    if len(inputs) <= INLINE_INPUTS_MAX:
-        files = p | "CreateInputs" >> beam.Create(inputs)
+    opener = None if sniff_here else fileio.open_read
+    ranges = corpus_reader.split_ranges(inputs, split_bytes)
+    if len(ranges) <= INLINE_RANGES_MAX:
+        # One element per range (Beam's DaskRunner makes each its own partition, i.e. its own task).
+        ranges = p | "CreateRanges" >> beam.Create(ranges)
+        if opener is not None:
+            ranges = ranges | "CheckInputs" >> beam.FlatMap(corpus_reader.checked_range, opener)
     else:
         # Thousands of inputs travel through one file, not the job graph (Dataflow caps a graph's size).
         list_path = fileio.join(plans[0].tmp_dir, "inputs.jsonl")
         fileio.write_atomic(list_path, corpus_reader.encode_input_list(inputs))
-        files = (p
-                 | "InputList" >> beam.Create([list_path])
-                 | "ReadInputList" >> beam.FlatMap(corpus_reader.read_input_list, fileio.open_read))
-    opener = None if sniff_here else fileio.open_read
-    _ = (files
-         | "SplitRanges" >> beam.FlatMap(corpus_reader.ranges_for_file, split_bytes, opener)
+        ranges = (p
+                  | "InputList" >> beam.Create([list_path])
+                  | "ReadInputList" >> beam.FlatMap(corpus_reader.read_input_list, fileio.open_read)
+                  | "SplitRanges" >> beam.FlatMap(corpus_reader.ranges_for_file, split_bytes, opener))
+    _ = (ranges
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
     result = p.run()
     try:

@@ -287,7 +287,7 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
 
     proto = captured["runner"].proto_pipeline
     names = {t.unique_name for t in proto.components.transforms.values()}
-    assert {"CreateInputs", "SplitRanges", "BuildPretrainingData"} <= names
+    assert {"CreateRanges", "BuildPretrainingData"} <= names
     payloads = []
     for t in proto.components.transforms.values():
         if t.spec.urn == common_urns.primitives.PAR_DO.urn:

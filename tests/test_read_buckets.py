@@ -65,3 +65,19 @@ def test_sniff_input_messages(tmp_path):
     ok.write_bytes(b"\x1f\x8b" + b"\x00" * 3)
     with pytest.raises(corpus_reader.InputError, match="damaged at its start"):
         corpus_reader.sniff_input(str(ok), 5, opener)
+
+
+def test_checked_range_fixes_an_unnamed_gzip_cut_by_the_launcher(tmp_path):
+    import gzip
+    opener = lambda p: io.open(p, "rb")  # noqa: E731
+    path = tmp_path / "packed"
+    path.write_bytes(gzip.compress(b"a b\n\nc d\n" * 100, mtime=0))
+    size = path.stat().st_size
+    guessed = corpus_reader.split_ranges([InputFile(str(path), "packed", size, False)], size // 3)
+    assert len(guessed) > 1
+    fixed = [r for rng in guessed for r in corpus_reader.checked_range(rng, opener)]
+    assert len(fixed) == 1 and fixed[0].file.is_gzip and fixed[0].start == 0
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a b\n")
+    rng = InputRange(InputFile(str(plain), "plain.txt", 4, False), 0, 4)
+    assert corpus_reader.checked_range(rng, opener) == [rng]

@@ -55,21 +55,22 @@ def test_runner_shuffle_is_byte_identical_to_local_files(tmp_path, demo_corpus, 
 def test_checks_and_input_list_in_the_pipeline_give_the_same_bytes(tmp_path, demo_corpus, demo_vocab,
                                                                     local_files_build, monkeypatch):
     """Content sniffing on the workers (as for a remote runner or many inputs) and the input list passed
-    through a file (as for thousands of inputs) change nothing; gzip found by content, not by name."""
-    _, ref_shards = local_files_build
+    through a file (as for thousands of inputs) change nothing; gzip found by content, not by name, also
+    when the launcher cut the unnamed gzip file into ranges."""
+    ref_manifests, ref_shards = local_files_build
     packed = tmp_path / "corpus_no_suffix"
     packed.write_bytes(gzip.compress(demo_corpus.read_bytes(), mtime=0))
     monkeypatch.setattr(build, "SNIFF_ON_LAUNCHER_MAX_FILES", 0)
-    monkeypatch.setattr(build, "INLINE_INPUTS_MAX", 0)
-    for source, shuffle in ((demo_corpus, "runner"), (packed, "local_files")):
-        out = tmp_path / f"out_{shuffle}"
+    for source, shuffle, inline in ((demo_corpus, "runner", 0), (demo_corpus, "local_files", 5000),
+                                    (packed, "local_files", 5000), (packed, "runner", 0)):
+        monkeypatch.setattr(build, "INLINE_RANGES_MAX", inline)
+        out = tmp_path / f"out_{source.name}_{shuffle}"
         manifests = build.run_all(_argv(source, demo_vocab, out, f"--shuffle={shuffle}"))
-        got = _shards(out)
         if source == demo_corpus:
-            assert got == ref_shards
+            assert _shards(out) == ref_shards
         else:  # one gzip range instead of four: same documents, other buckets; same counts
             assert manifests[0]["input"]["ranges"] == 1
-            assert manifests[0]["documents"] == local_files_build[0][0]["documents"]
+            assert manifests[0]["documents"] == ref_manifests[0]["documents"]
         assert not (out / "seq64" / "_bertbeam_tmp").exists()
 
 

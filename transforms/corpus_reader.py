@@ -155,6 +155,18 @@ def ranges_for_file(f: InputFile, split_bytes: int, opener: Optional[Callable[[s
     return split_ranges([f], split_bytes)
 
 
+def checked_range(rng: InputRange, opener: Callable[[str], BinaryIO]) -> List[InputRange]:
+    """A range the launcher cut from names and sizes only (gzip guessed from `.gz`), checked on a worker by
+    content (sniff_input's errors). A gzip file without `.gz` cannot be split: its first range becomes the
+    whole stream and its other ranges are dropped."""
+    is_gzip = sniff_input(rng.file.path, rng.file.size, opener)
+    if is_gzip == rng.file.is_gzip:
+        return [rng]
+    if rng.start > 0:
+        return []
+    return split_ranges([dataclasses.replace(rng.file, is_gzip=is_gzip)], 1)
+
+
 def decode_line(raw: bytes, stats: ReadStats) -> str:
     """UTF-8 decoding; invalid bytes become U+FFFD (removed later by tokenizer cleaning) and are counted."""
     try:
