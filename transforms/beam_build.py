@@ -10,7 +10,8 @@ and moves only (file, offset) references through the GroupByKey (flat memory on 
 which holds grouped data in memory); `runner` moves the framed records themselves through the runner's
 GroupByKey (Dataflow Shuffle, Flink/Spark/Dask shuffle): no intermediate files, and the buckets a range
 yields are redistributed before instance building, so building spreads over workers even for one big
-gzip file. Both give the same bytes (spill.py).
+gzip file (where the runner's GroupByKey spreads keys, as Dataflow's does; Beam's DaskRunner keeps the
+partition count). Both give the same bytes (spill.py).
 """
 import collections
 import dataclasses
