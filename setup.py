@@ -29,6 +29,8 @@ TRAIN_REQUIRES = [
 # pinned because on this project's machines pip finds it as a CPU build (~190 MB wheel, 754 MB installed);
 # PyPI's own Linux x86_64 wheels are CUDA builds that need ~2.5 GB of nvidia-* packages even to import.
 HF_TEST_REQUIRES = ["transformers>=5,<6", "torch==2.13.0"]
+# Beam's DaskRunner (`--runner=DaskRunner`); the dev extra has it so the distributed-runner tests run in CI.
+DASK_REQUIRES = ["dask[distributed]>=2024.4.2"]
 
 setuptools.setup(
     name="bertbeam",
@@ -42,9 +44,10 @@ setuptools.setup(
     extras_require={
         "train": TRAIN_REQUIRES,
         "hf": HF_TEST_REQUIRES,
+        "dask": DASK_REQUIRES,
         # tensorflow-text: only bench/bench_tokenize.py compares against it (the build does not use it).
         "dev": TRAIN_REQUIRES + ["pytest>=8", "pytest-xdist>=3", "pysbd>=0.3", "nltk>=3.8",
-                                 "tensorflow-text>=2.18,<2.22"] + HF_TEST_REQUIRES,
+                                 "tensorflow-text>=2.18,<2.22"] + HF_TEST_REQUIRES + DASK_REQUIRES,
     },
     entry_points={"console_scripts": ["bertbeam=pipeline.main:main"]},
 )

@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start
 
 BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents",
               "write_document_ids")
+BOOL_FLAGS += ("allow_local_paths",)
 # Rough TFRecord bytes per input byte per dupe copy (measured: ~1.9 on English books at seq 128),
 # used only to pick a shard count when --num_shards is not given.
 OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Longest input line kept; a document with a longer line is dropped and counted "
                         "(0: 1 MiB for bert, 4 MiB for text, 64 MiB for jsonl).")
     albert_flags.add_albert_aliases(p)
+    p.add_argument("--shuffle", default="auto", choices=("auto", "runner", "local_files"),
+                   help="How records reach their shard: through the runner's GroupByKey (runner: Dataflow/Flink/"
+                        "Spark/Dask shuffle, no intermediate files) or through key-sorted run files in "
+                        "--output_dir (local_files: flat memory on one machine). auto: local_files on the local "
+                        "DirectRunner, runner elsewhere. Both give identical bytes.")
+    flaglib.add_bool(p, "allow_local_paths", False,
+                     "Let a non-local runner (Dataflow, Dask, Flink, ...) use local paths, e.g. a folder every "
+                     "worker mounts; without it they are an error before the job is submitted.")
     return p
 
 
@@ -174,66 +183,116 @@ def validate_args(args: argparse.Namespace) -> List[str]:
     return warnings
 
 
-def discover_inputs(patterns: str):
-    """Matches the comma-separated patterns and checks each file's first bytes, so that a missing,
-    unreadable, mislabelled or undecodable input fails now, naming the file, not hours later in a worker.
-    Sniffs gzip by content (magic bytes), whatever the extension."""
-    import gzip  # pylint: disable=import-outside-toplevel
-    import zlib  # pylint: disable=import-outside-toplevel
+# Inputs checked by content on the launching machine at most (more, or a non-local runner: on the workers).
+SNIFF_ON_LAUNCHER_MAX_FILES = 1000
+# Ranges listed inline in the job graph at most; beyond, the input list travels through a file (a small graph
+# for 40,000 inputs) and ranges are cut on the workers.
+INLINE_RANGES_MAX = 5000
+MATCH_THREADS = 16
+
+
+def _match_pattern(pattern: str):
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception as e:  # Beam raises BeamIOError for unreachable locations
+        raise FlagError(f"--input_file: cannot list {pattern!r}: {e}") from e
+    files = [m for m in result.metadata_list if not m.path.endswith("/")]
+    if not files:
+        if not any(c in pattern for c in "*?["):
+            raise FlagError(f"--input_file: {pattern}: no such file")
+        raise FlagError(f"--input_file: {pattern!r} matches no file")
+    for m in files:
+        if not fileio.is_remote(m.path) and os.path.isdir(m.path):
+            raise FlagError(f"--input_file: {m.path} is a folder; give its files, e.g. "
+                            f"--input_file={m.path.rstrip('/')}/*")
+    return [(m.path, m.size_in_bytes) for m in files]
+
+
+def discover_inputs(patterns: str, sniff: bool = True):
+    """Matches the comma-separated patterns (metadata only: names and sizes, patterns listed in bounded
+    parallel), so that a missing or empty input fails now, naming the file, not hours later in a worker.
+
+    With sniff (and at most SNIFF_ON_LAUNCHER_MAX_FILES files), also checks each file's first bytes here
+    (gzip by content, whatever the extension; damaged gzip starts; UTF-16). Without it, gzip is guessed
+    from the `.gz` extension (only to choose a shard count) and the same checks run in the pipeline
+    (corpus_reader.ranges_for_file), failing the job with the same message."""
+    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
     from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
 
-    found: Dict[str, int] = {}
-    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
-        try:
-            result = FileSystems.match([pattern])[0]
-        except Exception as e:  # Beam raises BeamIOError for unreachable locations
-            raise FlagError(f"--input_file: cannot list {pattern!r}: {e}") from e
-        files = [m for m in result.metadata_list if not m.path.endswith("/")]
-        if not files:
-            if not any(c in pattern for c in "*?["):
-                raise FlagError(f"--input_file: {pattern}: no such file")
-            raise FlagError(f"--input_file: {pattern!r} matches no file")
-        for m in files:
-            if not fileio.is_remote(m.path) and os.path.isdir(m.path):
-                raise FlagError(f"--input_file: {m.path} is a folder; give its files, e.g. "
-                                f"--input_file={m.path.rstrip('/')}/*")
-            found[m.path] = m.size_in_bytes
-    if not found:
+    pattern_list = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not pattern_list:
         raise FlagError("--input_file: no input files given")
+    with ThreadPoolExecutor(max_workers=min(MATCH_THREADS, len(pattern_list))) as pool:
+        matched = list(pool.map(_match_pattern, pattern_list))
+    found: Dict[str, int] = {path: size for files in matched for path, size in files}
     if not any(found.values()):
         raise FlagError(f"--input_file: all {len(found)} matched file(s) are empty, e.g. {min(found)}")
     paths = sorted(found)
     root = corpus_reader.common_root(paths)
+    sniff = sniff and len(paths) <= SNIFF_ON_LAUNCHER_MAX_FILES
     inputs = []
     for path in paths:
-        try:
-            with fileio.open_read(path) as f:
-                head = f.read(4)
-        except (OSError, IOError) as e:
-            raise FlagError(f"--input_file: cannot read {path}: {e}") from e
-        is_gzip = head[:2] == corpus_reader.GZIP_MAGIC
-        if path.endswith(".gz") and not is_gzip and found[path] > 0:
-            raise FlagError(f"--input_file: {path} ends in .gz but is not gzip data (rename it or recompress it)")
-        if is_gzip:
-            # Decompressing the first bytes is cheap and catches a damaged header or a stub file now;
-            # damage further in is found while reading and counted (documents_dropped.gzip_damaged).
+        if sniff:
             try:
-                with fileio.open_read(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                    head = gz.read1(4)
-            except (OSError, EOFError, zlib.error) as e:
-                raise FlagError(f"--input_file: {path}: gzip data is damaged at its start ({e}); "
-                                f"check it with `gzip -t`") from e
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            raise FlagError(f"--input_file: {path} is UTF-16 or UTF-32 text (it starts with a byte-order mark); "
-                            f"convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+                is_gzip = corpus_reader.sniff_input(path, found[path], fileio.open_read)
+            except corpus_reader.InputError as e:
+                raise FlagError(f"--input_file: {e}") from e
+        else:
+            is_gzip = path.endswith(".gz")
         inputs.append(corpus_reader.InputFile(path=path, key=path[len(root):], size=found[path], is_gzip=is_gzip))
     return inputs
 
 
+def gzip_split_warning(inputs, split_bytes: int) -> Optional[str]:
+    """One warning naming the largest gzip input over --input_split_mb: a gzip file cannot be split, so it is
+    read by one worker from start to end (with --shuffle=runner its buckets are still built on all workers)."""
+    big = sorted((f for f in inputs if f.is_gzip and f.size > split_bytes), key=lambda f: (-f.size, f.path))
+    if not big:
+        return None
+    more = f" (and {len(big) - 1} more)" if len(big) > 1 else ""
+    return (f"--input_file: {big[0].path} is gzip and {big[0].size / 1e6:.1f} MB{more}, larger than "
+            f"--input_split_mb={split_bytes / (1 << 20):g}: gzip cannot be split, so one worker reads it whole; "
+            f"recompress it in parts (or store it uncompressed) to read it in parallel")
+
+
+LOCAL_RUNNERS = ("directrunner", "direct", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner",
+                 "prismrunner", "testdirectrunner")
+
+
+def is_local_runner(runner_name: str) -> bool:
+    """Whether the runner runs in this machine's process tree (its workers see this machine's files)."""
+    return runner_name.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
+
+
+def resolve_shuffle(shuffle: str, runner_name: str) -> str:
+    """--shuffle=auto: run files on local disk for the local DirectRunner (flat memory), the runner's own
+    GroupByKey everywhere else (no intermediate files on shared storage)."""
+    if shuffle != "auto":
+        return shuffle
+    return "local_files" if is_local_runner(runner_name) else "runner"
+
+
+def check_remote_paths(args: argparse.Namespace, runner_name: str) -> None:
+    """A non-local runner's workers cannot see this machine's files: a local --input_file, --output_dir,
+    --vocab_file or --spm_model_file fails now, before submission, unless --allow_local_paths."""
+    if is_local_runner(runner_name) or args.allow_local_paths:
+        return
+    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    named = [("input_file", p.strip()) for p in args.input_file.split(",") if p.strip()]
+    named += [(flag, getattr(args, flag)) for flag in ("output_dir", "vocab_file", "spm_model_file")
+              if getattr(args, flag)]
+    for flag, path in named:
+        if not fileio.is_remote(path):
+            raise FlagError(f"--{flag}={path} is a local path, but --runner={runner_name} runs on other "
+                            f"machines that cannot see it; use a shared location (e.g. gs://...), or pass "
+                            f"--allow_local_paths if every worker mounts this path")
+
+
 # What a build writes under --output_dir (or its seqN/ folder when several lengths are built).
-_OWN_OUTPUT = (r"(seq\d+/)?((train-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?|manifest\.json|_SUCCESS|\.bertbeam_write_test)"
-               r"(\.tmp-[0-9a-f]{32})?|_bertbeam_tmp/.*)")
+_OWN_OUTPUT = (r"(seq\d+/)?((\.tmp-[0-9a-f]{32}-)?(train-\d{5,}-of-\d{5,}\.tfrecord(\.gz)?|manifest\.json|_SUCCESS|"
+               r"\.bertbeam_write_test)(\.tmp-[0-9a-f]{32})?|_bertbeam_tmp/.*)")
 
 
 def _is_own_output(name: str) -> bool:
@@ -294,6 +353,22 @@ def choose_num_shards(args, inputs) -> int:
     return max(1, int(math.ceil(estimate / (args.target_shard_mb * (1 << 20)))))
 
 
+# A shard is sorted in one worker's memory on the runner path (about 2x its size while sorting).
+MAX_SHARD_MB_RUNNER_SHUFFLE = 1024
+
+
+def shard_size_warning(args, inputs, num_shards: int) -> Optional[str]:
+    """With --shuffle=runner a shard is held and sorted in one worker's memory: warn when the estimated shard
+    size exceeds MAX_SHARD_MB_RUNNER_SHUFFLE (raise --num_shards or lower --target_shard_mb)."""
+    total = sum(f.size * (3 if f.is_gzip else 1) for f in inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+    per_shard_mb = total / max(1, num_shards) / (1 << 20)
+    if per_shard_mb <= MAX_SHARD_MB_RUNNER_SHUFFLE:
+        return None
+    return (f"--num_shards={num_shards}: about {per_shard_mb:.0f} MB per shard, and with --shuffle=runner a "
+            f"shard is sorted in one worker's memory; use more shards (or --num_shards=0 with --target_shard_mb "
+            f"<= 256)")
+
+
 def make_plan(args, num_shards: int):
     from transforms.beam_build import BuildPlan  # pylint: disable=import-outside-toplevel
     from transforms.bucket_builder import BuildConfig  # pylint: disable=import-outside-toplevel
@@ -338,13 +413,28 @@ def manifest_base(args, plan, vocab, runner: str, argv: Sequence[str]) -> Dict[s
 
 
 def local_runner(runner_name: str):
-    """The FnApiRunner for DirectRunner: Beam's DirectRunner would first try to download the Prism
-    binary, which fails without internet; FnApiRunner honours --direct_running_mode and
-    --direct_num_workers itself. Other runners are left to Beam."""
+    """The runner object for names Beam does not resolve as wanted: the FnApiRunner for DirectRunner (Beam's
+    DirectRunner would first try to download the Prism binary, which fails without internet; FnApiRunner
+    honours --direct_running_mode and --direct_num_workers itself) and Beam's DaskRunner for `DaskRunner`
+    (not among Beam's short names). Other runners are left to Beam."""
     if runner_name in ("DirectRunner", "direct"):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
         return FnApiRunner()
+    if runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask"):
+        try:
+            from apache_beam.runners.dask.dask_runner import DaskRunner  # pylint: disable=import-outside-toplevel
+        except ImportError as e:
+            raise FlagError(f"--runner={runner_name} needs dask[distributed]: pip install 'bertbeam[dask]' ({e})") from e
+        return DaskRunner()
     return None
+
+
+def dask_beam_args(beam_args: List[str]) -> List[str]:
+    """Beam's DaskRunner puts up to 128 Create elements in one Dask partition, and a partition is one task:
+    give every range its own partition unless the user chose (--dask_npartitions/--dask_partition_size)."""
+    if any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in beam_args):
+        return beam_args
+    return list(beam_args) + ["--dask_partition_size=1"]
 
 
 def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
@@ -400,28 +490,66 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     for one in each:
         for warning in validate_args(one):
             logging.warning("%s", warning)
-    inputs = discover_inputs(args.input_file)
+    runner_name = PipelineOptions(beam_args).view_as(StandardOptions).runner or "DirectRunner"
+    check_remote_paths(args, runner_name)
+    shuffle = resolve_shuffle(args.shuffle, runner_name)
+    # Content checks on the launcher only where they are cheap: a local runner and a modest file count.
+    sniff_here = is_local_runner(runner_name)
+    inputs = discover_inputs(args.input_file, sniff=sniff_here)
+    sniff_here = sniff_here and len(inputs) <= SNIFF_ON_LAUNCHER_MAX_FILES
+    split_bytes = int(args.input_split_mb * (1 << 20))
+    gzip_warning = gzip_split_warning(inputs, split_bytes)
+    if gzip_warning:
+        logging.warning("%s", gzip_warning)
     plans = [make_plan(one, choose_num_shards(one, inputs)) for one in each]
+    if shuffle == "runner":
+        if args.target_shard_mb > MAX_SHARD_MB_RUNNER_SHUFFLE:
+            raise FlagError(f"--target_shard_mb={args.target_shard_mb:g}: with --shuffle=runner a shard is sorted "
+                            f"in one worker's memory; use at most {MAX_SHARD_MB_RUNNER_SHUFFLE}")
+        for one, plan in zip(each, plans):
+            warning = shard_size_warning(one, inputs, plan.cfg.num_shards)
+            if warning:
+                logging.warning("%s", warning)
     # Load the tokenizer once here: a bad vocabulary fails now with its file and line, not in a worker.
     tokenizer = load_tokenizer(plans[0].tokenizer)
     prepare_output_dir(args.output_dir.rstrip("/"), bool(args.overwrite))
     for plan in plans:
         fileio.makedirs(plan.output_dir)
-    ranges = corpus_reader.split_ranges(inputs, int(args.input_split_mb * (1 << 20)))
 
+    if runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask"):
+        beam_args = dask_beam_args(beam_args)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
-    runner_name = options.view_as(StandardOptions).runner or "DirectRunner"
     bases = [manifest_base(one, plan, tokenizer.vocab, runner_name, argv) for one, plan in zip(each, plans)]
+    bases = [dict(base, shuffle=shuffle) for base in bases]
     p = beam.Pipeline(runner=local_runner(runner_name), options=options)
-    _ = (p
-         | "CreateRanges" >> beam.Create(ranges)
-         | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started))
+    opener = None if sniff_here else fileio.open_read
+    ranges = corpus_reader.split_ranges(inputs, split_bytes)
+    if len(ranges) <= INLINE_RANGES_MAX:
+        # One element per range (Beam's DaskRunner makes each its own partition, i.e. its own task).
+        ranges = p | "CreateRanges" >> beam.Create(ranges)
+        if opener is not None:
+            ranges = ranges | "CheckInputs" >> beam.FlatMap(corpus_reader.checked_range, opener)
+    else:
+        # Thousands of inputs travel through one file, not the job graph (Dataflow caps a graph's size).
+        list_path = fileio.join(plans[0].tmp_dir, "inputs.jsonl")
+        fileio.write_atomic(list_path, corpus_reader.encode_input_list(inputs))
+        ranges = (p
+                  | "InputList" >> beam.Create([list_path])
+                  | "ReadInputList" >> beam.FlatMap(corpus_reader.read_input_list, fileio.open_read)
+                  | "SplitRanges" >> beam.FlatMap(corpus_reader.ranges_for_file, split_bytes, opener))
+    _ = (ranges
+         | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
     runtime_env.freeze_startup_objects()
     watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans))
     with watch or _no_progress():
         result = p.run()
-        result.wait_until_finish()
+        try:
+            result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
+            if client is not None and hasattr(client, "close"):
+                client.close()
     if watch is not None:
         print(watch.finish(), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()

@@ -25,6 +25,11 @@ PACKAGE_NAME = "bertbeam"
 # --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
 PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.55
 INPUT_MB_PER_S_PER_VCPU: Optional[float] = 1.8
+# With --shuffle=runner (auto on Dataflow) a worker process writes a shard by sorting all its records in memory:
+# measured 2.4x the shard's bytes at the peak (the grouped blobs, then one (key, record) copy of each record,
+# 248 MiB shard -> 596 MiB), on top of a process without a bucket in hand (~0.35 GiB).
+SHARD_SORT_MEMORY_FACTOR = 2.4
+SHARD_WRITER_BASE_GIB = 0.35
 DATAFLOW_HARNESS_GIB = 1.0  # per VM: Dataflow's worker harness, boot disk cache, OS
 DATAFLOW_MEMORY_HEADROOM = 1.25  # RSS grows with skewed documents; leave a quarter free
 # Families Dataflow accepts, by memory per vCPU (GiB), smallest first.
@@ -274,6 +279,11 @@ def format_tpu_plan(plan: TpuPlan, build: Optional[List[str]], topology: TpuTopo
 # Dataflow (pure)
 
 
+def peak_rss_with_shard_sort(build_peak_gib: float, shard_mb: float) -> float:
+    """Peak RSS of one worker process with --shuffle=runner: the larger of building a bucket and sorting a shard."""
+    return max(build_peak_gib, SHARD_WRITER_BASE_GIB + SHARD_SORT_MEMORY_FACTOR * shard_mb / 1024)
+
+
 def advise_dataflow_machine(peak_rss_gib: float, vcpus: int = 4) -> Tuple[str, List[str], str]:
     """Worker machine type for a measured peak RSS per worker process -> (type, extra flags, reason)."""
     if peak_rss_gib <= 0 or vcpus < 1:
@@ -299,6 +309,78 @@ def advise_max_num_workers(corpus_gb: float, target_hours: float, mb_per_s_per_v
     if min(corpus_gb, target_hours, mb_per_s_per_vcpu) <= 0 or vcpus < 1:
         raise LaunchError("corpus size, target hours, rate and vCPUs must be positive")
     return max(1, math.ceil(corpus_gb * 1000 / (mb_per_s_per_vcpu * vcpus * target_hours * 3600)))
+
+
+# Output TFRecord bytes per input text byte per dupe copy at seq 128 (pipeline/build.py uses the same figure to
+# choose a shard count); bucket redistribution moves the documents once more (~1x the text, pickled).
+OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
+RATE_MEASURED_AT_DUPE = 5  # INPUT_MB_PER_S_PER_VCPU was measured at dupe_factor 5
+
+
+@dataclasses.dataclass(frozen=True)
+class DataflowCost:
+    """What a build of a corpus costs on Dataflow, from the measured per-vCPU rate (on paper, before launching)."""
+    corpus_gb: float
+    dupe_factor: int
+    mb_per_s_per_vcpu: float  # at this dupe_factor
+    vcpu_hours: float
+    workers: int
+    vcpus_per_worker: int
+    machine_type: str
+    wall_hours: float
+    output_gb: float
+    shuffle_gb: float  # through the runner's GroupByKey: documents once, records once
+    num_shards: int
+    shard_mb: float
+
+
+def dataflow_cost(corpus_gb: float, dupe_factor: int = 10, target_hours: float = 2.0, vcpus: int = 4,
+                  mb_per_s_per_vcpu_at_dupe5: float = INPUT_MB_PER_S_PER_VCPU or 1.4,
+                  peak_rss_gib: float = PEAK_RSS_GIB_PER_WORKER_PROCESS or 1.2,
+                  target_shard_mb: float = 256.0) -> DataflowCost:
+    """The build's vCPU-hours, workers for target_hours, shuffle and output bytes, shard count and size.
+
+    Time per input byte is mostly instance building, masking and encoding, which scale with dupe_factor, so
+    the rate measured at dupe_factor 5 is scaled by 5 / dupe_factor."""
+    if min(corpus_gb, target_hours, mb_per_s_per_vcpu_at_dupe5) <= 0 or dupe_factor < 1 or vcpus < 1:
+        raise LaunchError("corpus size, target hours, rate, dupe_factor and vCPUs must be positive")
+    rate = mb_per_s_per_vcpu_at_dupe5 * RATE_MEASURED_AT_DUPE / dupe_factor
+    vcpu_hours = corpus_gb * 1000 / rate / 3600
+    workers = advise_max_num_workers(corpus_gb, target_hours, rate, vcpus)
+    output_gb = corpus_gb * dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+    shards = max(1, math.ceil(output_gb * 1000 / target_shard_mb))
+    # Dataflow runs the runner shuffle: a process also sorts whole shards in memory.
+    machine, _, _ = advise_dataflow_machine(peak_rss_with_shard_sort(peak_rss_gib, output_gb * 1000 / shards), vcpus)
+    return DataflowCost(corpus_gb=corpus_gb, dupe_factor=dupe_factor, mb_per_s_per_vcpu=rate, vcpu_hours=vcpu_hours,
+                        workers=workers, vcpus_per_worker=vcpus, machine_type=machine,
+                        wall_hours=vcpu_hours / (workers * vcpus), output_gb=output_gb,
+                        shuffle_gb=corpus_gb + output_gb, num_shards=shards, shard_mb=output_gb * 1000 / shards)
+
+
+def format_dataflow_cost(cost: DataflowCost) -> str:
+    """The --dry_run cost lines (comments before the command)."""
+    return "\n".join([
+        f"# cost model: {cost.corpus_gb:g} GB of text, dupe_factor {cost.dupe_factor}, seq 128 "
+        f"(measured rates; longer sequences and more masking change them)",
+        f"#   rate: {cost.mb_per_s_per_vcpu:.2f} MB of input per second per vCPU",
+        f"#   compute: {cost.vcpu_hours:,.0f} vCPU-hours",
+        f"#   workers: {cost.workers} x {cost.machine_type} ({cost.workers * cost.vcpus_per_worker} vCPUs), "
+        f"about {cost.wall_hours:.1f} h",
+        f"#   output: {cost.output_gb:,.0f} GB in {cost.num_shards} shards of ~{cost.shard_mb:.0f} MB "
+        f"(each sorted in one worker's memory with --shuffle=runner)",
+        f"#   shuffle: {cost.shuffle_gb:,.0f} GB through Dataflow Shuffle (documents once, records once); "
+        f"no intermediate files, {cost.num_shards} shard writes + manifests",
+    ])
+
+
+def build_flag_value(build_flags: Sequence[str], name: str) -> Optional[str]:
+    """The value of --name in a `bertbeam build` argv (`--name=V` or `--name V`), or None."""
+    for i, flag in enumerate(build_flags):
+        if flag.startswith(f"--{name}="):
+            return flag.split("=", 1)[1]
+        if flag == f"--{name}" and i + 1 < len(build_flags):
+            return build_flags[i + 1]
+    return None
 
 
 def dataflow_build_command(project: str, region: str, temp_location: str, build_flags: Sequence[str] = (),
@@ -419,15 +501,17 @@ def _dataflow_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bertbeam launch dataflow",
                                 description="Run `bertbeam build` on Dataflow with setup.py staging. Flags "
                                             "after `--` go to `bertbeam build` (--input_file, --output_dir, ...).")
-    p.add_argument("--project", required=True)
-    p.add_argument("--region", required=True)
-    p.add_argument("--temp_location", required=True, help="gs://BUCKET/tmp")
+    p.add_argument("--project", help="GCP project (required unless --dry_run)")
+    p.add_argument("--region", help="Dataflow region (required unless --dry_run)")
+    p.add_argument("--temp_location", help="gs://BUCKET/tmp (required unless --dry_run)")
     p.add_argument("--machine_type", help="worker machine type (default: advised from --worker_peak_rss_gib)")
     p.add_argument("--worker_vcpus", type=int, default=4, help="vCPUs per worker for the advice")
     p.add_argument("--worker_peak_rss_gib", type=float, default=PEAK_RSS_GIB_PER_WORKER_PROCESS,
                    help="measured peak RSS of one build worker process (bench/)")
     p.add_argument("--max_num_workers", type=int)
-    p.add_argument("--corpus_gb", type=float, help="input size, for worker-count advice")
+    p.add_argument("--corpus_gb", type=float, help="input size, for worker-count advice and the cost model")
+    p.add_argument("--dupe_factor", type=int, default=None,
+                   help="for the cost model (default: the build's --dupe_factor after `--`, else 10)")
     p.add_argument("--target_hours", type=float, default=2.0)
     p.add_argument("--input_mb_per_s_per_vcpu", type=float, default=INPUT_MB_PER_S_PER_VCPU)
     p.add_argument("--job_name")
@@ -473,20 +557,36 @@ def _train_batch_size(config: Optional[str], train_flags: Sequence[str]) -> Opti
 def _main_dataflow(argv: Sequence[str]) -> int:
     own, build_flags = _split_passthrough(argv)
     args = _dataflow_parser().parse_args(own)
+    missing = [f"--{n}" for n in ("project", "region", "temp_location") if not getattr(args, n)]
+    if missing and not args.dry_run:
+        raise LaunchError(f"Dataflow needs {', '.join(missing)}")
+    if args.dry_run:  # placeholders, so a dry run can price a corpus before a project exists
+        args.project = args.project or "PROJECT"
+        args.region = args.region or "REGION"
+        args.temp_location = args.temp_location or "gs://BUCKET/tmp"
+    cost = None
+    if args.corpus_gb and args.input_mb_per_s_per_vcpu:
+        dupes = args.dupe_factor or build_flag_value(build_flags, "dupe_factor") or "10"
+        dupe = max(int(d) for d in str(dupes).split(","))
+        cost = dataflow_cost(args.corpus_gb, dupe, args.target_hours, args.worker_vcpus,
+                             args.input_mb_per_s_per_vcpu, args.worker_peak_rss_gib or PEAK_RSS_GIB_PER_WORKER_PROCESS)
+        print(format_dataflow_cost(cost))
     machine_type, extra = args.machine_type, []
     if not machine_type:
         if args.worker_peak_rss_gib:
-            machine_type, extra, why = advise_dataflow_machine(args.worker_peak_rss_gib, args.worker_vcpus)
+            shard_mb = float(build_flag_value(build_flags, "target_shard_mb") or 256.0)
+            machine_type, extra, why = advise_dataflow_machine(
+                peak_rss_with_shard_sort(args.worker_peak_rss_gib, shard_mb), args.worker_vcpus)
             print(f"# machine type {machine_type}: {why}")
         else:
             print("# no measured peak RSS per worker process (--worker_peak_rss_gib); Dataflow's default "
                   "machine type applies")
     workers = args.max_num_workers
-    if not workers and args.corpus_gb and args.input_mb_per_s_per_vcpu:
-        workers = advise_max_num_workers(args.corpus_gb, args.target_hours, args.input_mb_per_s_per_vcpu,
-                                         args.worker_vcpus)
+    if not workers and cost is not None:
+        workers = cost.workers
         print(f"# max_num_workers {workers}: {args.corpus_gb} GB in {args.target_hours} h at "
-              f"{args.input_mb_per_s_per_vcpu} MB/s per vCPU x {args.worker_vcpus} vCPUs")
+              f"{cost.mb_per_s_per_vcpu:.2f} MB/s per vCPU (dupe_factor {cost.dupe_factor}) x "
+              f"{args.worker_vcpus} vCPUs")
     setup_file = REPO_ROOT / "setup.py"
     if not setup_file.exists():
         raise LaunchError("setup.py not found: run from a bertbeam checkout (Dataflow stages it)")

@@ -280,7 +280,7 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
     cmd = L.dataflow_build_command(
         "my-project", "europe-west4", "gs://my-bucket/tmp",
         ["--input_file", str(corpus), "--vocab_file", str(vocab), "--output_dir", str(out),
-         "--do_lower_case=True", "--max_seq_length", "32", "--max_predictions_per_seq", "5"],
+         "--do_lower_case=True", "--max_seq_length", "32", "--max_predictions_per_seq", "5", "--allow_local_paths"],
         machine_type="n1-standard-4", max_num_workers=3, setup_file=str(checkout / "setup.py"),
         extra_options=["--dry_run=True"])
     build.run(cmd[2:])
@@ -305,3 +305,18 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.strip().splitlines()[-1]) == len(payloads)
     assert not list(out.glob("*.tfrecord*"))  # nothing ran
+
+
+def test_dataflow_cost_model_dry_run_without_a_project(capsys):
+    cost = L.dataflow_cost(110, dupe_factor=10, target_hours=2, vcpus=4, mb_per_s_per_vcpu_at_dupe5=1.4)
+    # 110,000 MB at 1.4 x 5/10 = 0.7 MB/s per vCPU: 157,143 vCPU-seconds = 43.7 vCPU-hours.
+    assert round(cost.vcpu_hours, 1) == 43.7 and cost.workers == 6 and cost.machine_type == "n1-standard-4"
+    assert cost.output_gb == 2200 and cost.shuffle_gb == 2310 and cost.shard_mb <= 256
+    assert L.main(["dataflow", "--dry_run", "--corpus_gb", "110", "--", "--dupe_factor=5"]) == 0
+    out = capsys.readouterr().out
+    # Default rate 1.8 MB/s per vCPU at dupe 5: 110,000 MB / 1.8 = 61,111 vCPU-seconds = 17 vCPU-hours.
+    assert "17 vCPU-hours" in out and "--max_num_workers 3" in out and "shuffle: 1,210 GB" in out
+    # Sorting a ~256 MB shard in memory (runner shuffle) sizes the machine, not the 0.55 GiB of building.
+    assert "x 0.95 GiB" in out and "--machine_type n1-standard-4" in out
+    assert L.peak_rss_with_shard_sort(0.55, 64) == 0.55 and L.peak_rss_with_shard_sort(0.55, 256) > 0.9
+    assert L.main(["dataflow", "--corpus_gb", "110"]) == 2  # a real launch needs the project

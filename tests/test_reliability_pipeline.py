@@ -207,4 +207,4 @@ def test_re_executed_bundles_change_nothing(tmp_path, demo_corpus, demo_vocab, r
     assert _shard_bytes(out) == ref_shards
     _same_counts(m, ref_manifest)
     assert json.loads((out / "manifest.json").read_text())["shards"] == ref_manifest["shards"]
-    assert not (out / "_bertbeam_tmp").exists() and not list(out.glob("*.tmp-*"))
+    assert not (out / "_bertbeam_tmp").exists() and not list(out.glob("*.tmp-*")) and not list(out.glob(".tmp-*"))

@@ -1,8 +1,22 @@
-"""Beam PTransforms wiring the pure build functions: ranges -> runs -> shards -> manifest."""
+"""Beam PTransforms wiring the pure build functions: ranges -> buckets -> shard slices -> shards -> manifest.
+
+One graph for every runner, with no side inputs, no multi-output ParDo and no per-plan Partition (a
+runner that drops output tags or re-executes side-input producers, as Beam's DaskRunner does, still
+builds correct data): slices are keyed by (plan, shard) and grouped by one GroupByKey; counts and shard
+results are keyed by plan and grouped by one more, which writes each plan's manifest.
+
+Two shuffle paths carry the slices (`--shuffle`): `local_files` writes one key-sorted run file per bucket
+and moves only (file, offset) references through the GroupByKey (flat memory on the local DirectRunner,
+which holds grouped data in memory); `runner` moves the framed records themselves through the runner's
+GroupByKey (Dataflow Shuffle, Flink/Spark/Dask shuffle): no intermediate files, and the buckets a range
+yields are redistributed before instance building, so building spreads over workers even for one big
+gzip file (where the runner's GroupByKey spreads keys, as Dataflow's does; Beam's DaskRunner keeps the
+partition count). Both give the same bytes (spill.py).
+"""
 import collections
 import dataclasses
 import json
-import logging
+import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -20,6 +34,7 @@ NAMESPACE = "bertbeam"
 TMP_DIRNAME = "_bertbeam_tmp"
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"
+SHUFFLE_MODES = ("local_files", "runner")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,248 +69,386 @@ def _sum_counts(dicts: Iterable[Dict[str, int]]) -> Dict[str, int]:
     return dict(total)
 
 
-class _BuildRunsFn(beam.DoFn):
-    """Reads a range's documents once, in buckets, and writes one sorted run file per bucket and plan.
+_TOKENIZERS: Dict[TokenizerSpec, Any] = {}
+_TOKENIZERS_LOCK = threading.Lock()
 
-    Several plans (e.g. seq 128 and seq 512) share the reading, segmentation and tokenization of a
-    bucket; only instance building, masking and encoding run once per plan.
-    """
+
+def _shared_tokenizer(spec: TokenizerSpec):
+    """One tokenizer per worker process: runners that call DoFn.setup per bundle (Beam's DaskRunner does,
+    per partition) would otherwise rebuild it for every bundle."""
+    with _TOKENIZERS_LOCK:
+        if spec not in _TOKENIZERS:
+            _TOKENIZERS[spec] = load_tokenizer(spec)
+        return _TOKENIZERS[spec]
+
+
+def _segmenter_for(plan: BuildPlan):
+    if plan.input_format in ("text", "jsonl"):
+        from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
+        return Segmenter(plan.lang or "generic")
+    return None
+
+
+# Elements between the stages are plain tuples (picklable with any coder):
+#   ("bucket", sort key, [RawDocument])    a bucket to build (runner path, before redistribution)
+#   ("counts", None, {name: n})            reader counts of one range, for every plan
+#   ("slice", (plan, shard), payload)      a bucket's records for one shard: framed bytes (runner path) or
+#                                          a run-file segment (path, offset, length, count) (local files)
+#   ("counts", plan, {name: n})            a bucket's counts for one plan
+
+
+class _Progress:
+    """A worker's progress figures: Beam counters with readable names (what the Dataflow console shows) and,
+    on a local run, records for the launcher's progress line (pipeline/progress.py). Never changes output."""
+
+    def __init__(self):
+        self._bytes_read = Metrics.counter(NAMESPACE, "input_bytes_read")
+        self._stage_ms = {name: Metrics.counter(NAMESPACE, f"cpu_ms_{name}") for name in progress.STAGES}
+        self._startup_ms = Metrics.distribution(NAMESPACE, "worker_startup_cpu_ms")
+        self.clock = progress.StageClock()
+        self._recorder = progress.Recorder("")  # replaced in setup(): the folder comes from the worker's env
+
+    def setup(self) -> None:
+        self._recorder = progress.Recorder()
+        runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
+
+    def first_document(self) -> None:
+        startup = self._recorder.first_document()
+        if startup is not None:
+            self._startup_ms.update(int(startup * 1000))
+
+    def report(self, rng: Optional[InputRange] = None, last_key: Optional[str] = None, documents: int = 0,
+               instances: int = 0, reported: int = 0, shards: int = 0) -> int:
+        """After a bucket (last_key: its last document), at the end of a range (rng without last_key) or of a
+        stage that reads nothing (no rng): counters and a progress record. Returns the range's bytes reported."""
+        stages = self.clock.take()
+        for name, seconds in stages.items():
+            self._stage_ms[name].inc(int(seconds * 1000))
+        if rng is None:
+            self._recorder.record(instances=instances, stages=stages, shards=shards)
+            return reported
+        size = rng.file.size if rng.file.is_gzip else min(rng.end, rng.file.size) - rng.start
+        if last_key is None:
+            position = size
+        elif rng.file.is_gzip:  # offsets are in decompressed bytes: a gzip file counts when it is done
+            position = reported
+        else:
+            position = min(size, int(last_key.rsplit("@", 1)[1]) - rng.start)
+        self._bytes_read.inc(max(0, position - reported))
+        self._recorder.record(f"{rng.file.key}@{rng.start}", position, documents, instances, stages)
+        return max(position, reported)
+
+
+class _BucketBuilder:
+    """Tokenizes a bucket once and builds it for every plan (shared by both shuffle paths' DoFns)."""
 
     def __init__(self, plans: Sequence[BuildPlan]):
-        self._plans = tuple(plans)
-        self._plan = self._plans[0]  # reading settings are common to all plans
+        self.plans = tuple(plans)
+        self.tokenizer = None
+        self.vocab: Optional[VocabInfo] = None
         self._docs_read = Metrics.counter(NAMESPACE, "documents_read")
         self._docs_used = Metrics.counter(NAMESPACE, "documents_used")
         self._docs_dropped = Metrics.counter(NAMESPACE, "documents_dropped")
         self._instances = Metrics.counter(NAMESPACE, "instances_built")
         self._buckets = Metrics.counter(NAMESPACE, "buckets")
-        self._bytes_read = Metrics.counter(NAMESPACE, "input_bytes_read")
-        self._stage_ms = {name: Metrics.counter(NAMESPACE, f"cpu_ms_{name}") for name in progress.STAGES}
-        self._startup_ms = Metrics.distribution(NAMESPACE, "worker_startup_cpu_ms")
-        self._clock = progress.StageClock()
-        self._recorder = progress.Recorder("")  # replaced in setup()
-        self._bucket_instances = 0
-        self._tokenizer = None
-        self._vocab: Optional[VocabInfo] = None
+        self.progress = _Progress()
+
+    def setup(self) -> None:
+        self.tokenizer = _shared_tokenizer(self.plans[0].tokenizer)
+        self.vocab = VocabInfo.from_vocab(self.tokenizer.vocab)
+        self.progress.setup()
+
+    def build(self, bucket) -> Iterable[Tuple[int, bucket_builder.BucketResult]]:
+        """(plan index, result) for every plan; tokenization is shared by all plans."""
+        token_counts: Dict[str, int] = collections.Counter()
+        clock = self.progress.clock
+        with clock("tokenize"):
+            docs_tokens = bucket_builder.tokenize_documents(bucket, self.tokenizer.tokenize_lines, self.vocab.unk_id,
+                                                            token_counts)
+        self._buckets.inc()
+        self._docs_read.inc(token_counts.get("documents_read", 0))
+        self._docs_used.inc(token_counts.get("documents_used", 0))
+        self._docs_dropped.inc(sum(v for k, v in token_counts.items() if k.startswith("documents_dropped.")))
+        for index, plan in enumerate(self.plans):
+            with clock("build_instances"):
+                result = bucket_builder.build_tokenized_bucket(docs_tokens, plan.cfg, self.vocab,
+                                                               collections.Counter(token_counts))
+            self._instances.inc(len(result.records))
+            yield index, result
+
+    def count_reader_drops(self, counts: Dict[str, int]) -> None:
+        dropped = counts.get("documents_dropped.bad_jsonl", 0)
+        if dropped:
+            self._docs_read.inc(dropped)
+            self._docs_dropped.inc(dropped)
+
+
+def _read_range(plan: BuildPlan, segmenter, rng: InputRange, counts: Dict[str, int]):
+    return corpus_reader.read_buckets(rng, fileio.open_read, plan.input_format, plan.bucket_docs, plan.bucket_bytes,
+                                      counts, segmenter, plan.text_field, plan.id_field, plan.max_line_bytes)
+
+
+class _BuildRunsFn(beam.DoFn):
+    """Local-files path: reads a range's buckets, builds each for every plan and writes one sorted run file per
+    bucket and plan; outputs segment references and counts (never the records)."""
+
+    def __init__(self, plans: Sequence[BuildPlan]):
+        self._plans = tuple(plans)
+        self._builder = _BucketBuilder(plans)
         self._segmenter = None
 
     def setup(self):
-        self._recorder = progress.Recorder()  # after unpickling: the folder comes from this process's env
-        self._tokenizer = load_tokenizer(self._plan.tokenizer)
-        self._vocab = VocabInfo.from_vocab(self._tokenizer.vocab)
-        if self._plan.input_format in ("text", "jsonl"):
-            from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel
-            self._segmenter = Segmenter(self._plan.lang or "generic")
-        runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
+        self._builder.setup()
+        self._segmenter = _segmenter_for(self._plans[0])
 
-    def process(self, rng: InputRange) -> Iterable[Dict[str, Any]]:
-        startup = self._recorder.first_document()
-        if startup is not None:
-            self._startup_ms.update(int(startup * 1000))
-        plan = self._plan
-        stats = corpus_reader.ReadStats()
-        read_counts: Dict[str, int] = collections.Counter()
-        docs = corpus_reader.iter_documents(rng, fileio.open_read, plan.input_format, stats, plan.max_line_bytes)
-        docs = self._prepare_documents(docs, read_counts)
-        clock, started, reported = self._clock, time.thread_time(), 0
-        for bucket in corpus_reader.iter_buckets(docs, plan.bucket_docs, plan.bucket_bytes):
-            clock.add("read", time.thread_time() - started)
-            # Tokenize once; every plan (sequence length) builds from the same tokens.
-            token_counts: Dict[str, int] = collections.Counter()
-            with clock("tokenize"):
-                docs_tokens = bucket_builder.tokenize_documents(bucket, self._tokenizer.tokenize_lines,
-                                                                self._vocab.unk_id, token_counts)
-            self._buckets.inc()
-            self._docs_read.inc(token_counts.get("documents_read", 0))
-            self._docs_used.inc(token_counts.get("documents_used", 0))
-            self._docs_dropped.inc(sum(v for k, v in token_counts.items() if k.startswith("documents_dropped.")))
-            self._bucket_instances = 0
-            for index in range(len(self._plans)):
-                yield self._write_run(index, bucket[0].key, docs_tokens, collections.Counter(token_counts))
-            reported = self._report(rng, bucket[-1].key, len(bucket), reported)
-            started = time.thread_time()
-        clock.add("read", time.thread_time() - started)
-        self._report(rng, None, 0, reported)
-        # Reader counters (and drops made while parsing) are complete once the documents are consumed.
-        tail: Dict[str, int] = collections.Counter(read_counts)
-        tail.update(stats.as_counts())  # lines, encoding fixes, documents the reader dropped, damaged files
-        for index in range(len(self._plans)):
-            yield {"plan": index, "run": None, "segments": {}, "counts": dict(tail)}
-
-    def _report(self, rng: InputRange, last_key: Optional[str], documents: int, reported: int) -> int:
-        """Progress after a bucket (last_key: its last document) or at the end of the range (None):
-        Beam counters, and a record for the local progress line. Returns the range's bytes reported."""
-        size = rng.file.size if rng.file.is_gzip else min(rng.end, rng.file.size) - rng.start
-        if last_key is None:
-            position = size
-        elif rng.file.is_gzip:  # offsets are in decompressed bytes: report gzip files when done
-            position = reported
-        else:
-            position = min(size, int(last_key.rsplit("@", 1)[1]) - rng.start)
-        stages = self._clock.take()
-        self._bytes_read.inc(max(0, position - reported))
-        for name, seconds in stages.items():
-            self._stage_ms[name].inc(int(seconds * 1000))
-        self._recorder.record(f"{rng.file.key}@{rng.start}", position, documents,
-                              self._bucket_instances if last_key is not None else 0, stages)
-        return max(position, reported)
-
-    def _prepare_documents(self, docs, read_counts):
-        """Turns raw documents into sentence lists for the configured input format, counting drops."""
-        if self._plan.input_format == "bert":
-            yield from docs
-            return
-        from transforms import input_formats  # pylint: disable=import-outside-toplevel
-        for doc in docs:
-            if self._plan.input_format == "jsonl":
-                try:
-                    doc_id, paragraphs = input_formats.parse_jsonl_line(doc.lines[0], self._plan.text_field,
-                                                                         self._plan.id_field)
-                except input_formats.InputFormatError as e:
-                    read_counts["documents_read"] += 1
-                    read_counts["documents_dropped.bad_jsonl"] += 1
-                    self._docs_read.inc()
-                    self._docs_dropped.inc()
-                    logging.warning("%s: dropped: %s", doc.source, e)
+    def process(self, rng: InputRange) -> Iterable[Tuple[str, Any, Any]]:
+        watch = self._builder.progress
+        watch.first_document()
+        read_counts: Dict[str, int] = {}
+        started, reported = time.thread_time(), 0
+        for bucket in _read_range(self._plans[0], self._segmenter, rng, read_counts):
+            watch.clock.add("read", time.thread_time() - started)
+            instances = 0
+            for index, result in self._builder.build(bucket):
+                yield ("counts", index, result.counts)
+                if not result.records:
                     continue
-                doc.doc_id = doc_id
-            else:
-                paragraphs = input_formats.paragraphs_from_text_lines(doc.lines)
-            doc.lines = input_formats.sentences_for_document(paragraphs, self._segmenter)
-            yield doc
-
-    def _write_run(self, index: int, bucket_key: str, docs_tokens, counts: Dict[str, int]) -> Dict[str, Any]:
-        plan = self._plans[index]
-        with self._clock("build_instances"):
-            result = bucket_builder.build_tokenized_bucket(docs_tokens, plan.cfg, self._vocab, counts)
-        self._instances.inc(len(result.records))
-        self._bucket_instances += len(result.records)
-        if not result.records:
-            return {"plan": index, "run": None, "segments": {}, "counts": result.counts}
-        with self._clock("spill"):
-            data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
-            # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
-            run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket_key):016x}.bin")
-            fileio.write_atomic(run_path, data)
-        return {"plan": index, "run": run_path, "segments": shard_index, "counts": result.counts}
+                instances += len(result.records)
+                plan = self._plans[index]
+                with watch.clock("spill"):
+                    data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
+                    # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
+                    run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket[0].key):016x}.bin")
+                    fileio.write_atomic(run_path, data)
+                for shard, (offset, length, count) in shard_index.items():
+                    yield ("slice", (index, int(shard)), (run_path, offset, length, count))
+            reported = watch.report(rng, bucket[-1].key, len(bucket), instances, reported)
+            started = time.thread_time()
+        watch.clock.add("read", time.thread_time() - started)
+        watch.report(rng, reported=reported)
+        self._builder.count_reader_drops(read_counts)
+        for index in range(len(self._plans)):
+            yield ("counts", index, dict(read_counts))
 
 
-def _segments_by_shard(run: Dict[str, Any]) -> Iterable[Tuple[int, Tuple[str, int, int, int]]]:
-    for shard, (offset, length, count) in run["segments"].items():
-        yield int(shard), (run["run"], offset, length, count)
+class _ReadBucketsFn(beam.DoFn):
+    """Runner path: reads a range into buckets of documents (serial per range; a gzip file is one range)."""
+
+    def __init__(self, plans: Sequence[BuildPlan]):
+        self._plan = plans[0]  # reading settings are common to all plans
+        self._segmenter = None
+        self._progress = _Progress()
+
+    def setup(self):
+        self._segmenter = _segmenter_for(self._plan)
+        self._progress.setup()
+
+    def process(self, rng: InputRange) -> Iterable[Tuple[str, Any, Any]]:
+        watch = self._progress
+        watch.first_document()
+        read_counts: Dict[str, int] = {}
+        started, reported = time.thread_time(), 0
+        for bucket in _read_range(self._plan, self._segmenter, rng, read_counts):
+            watch.clock.add("read", time.thread_time() - started)
+            reported = watch.report(rng, bucket[-1].key, len(bucket), reported=reported)
+            yield ("bucket", keys.seed64(bucket[0].key), bucket)
+            started = time.thread_time()
+        watch.clock.add("read", time.thread_time() - started)
+        watch.report(rng, reported=reported)
+        yield ("counts", None, read_counts)
+
+
+class _BuildSlicesFn(beam.DoFn):
+    """Runner path: builds a bucket for every plan and outputs its records as one framed blob per shard."""
+
+    def __init__(self, plans: Sequence[BuildPlan]):
+        self._plans = tuple(plans)
+        self._builder = _BucketBuilder(plans)
+
+    def setup(self):
+        self._builder.setup()
+
+    def process(self, element) -> Iterable[Tuple[str, Any, Any]]:
+        kind, _, value = element
+        if kind == "counts":  # a range's reader counts: every plan reports them
+            self._builder.count_reader_drops(value)
+            for index in range(len(self._plans)):
+                yield ("counts", index, value)
+            return
+        watch = self._builder.progress
+        instances = 0
+        for index, result in self._builder.build(value):
+            yield ("counts", index, result.counts)
+            if not result.records:
+                continue
+            instances += len(result.records)
+            with watch.clock("spill"):
+                data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
+                blobs = spill.split_run(data, shard_index)
+            for shard, (blob, count) in blobs.items():
+                yield ("slice", (index, int(shard)), (blob, count))
+        watch.report(instances=instances)
+
+
+class _Redistribute(beam.PTransform):
+    """Spreads elements over workers through a GroupByKey on a stable integer key (what Reshuffle does; Beam's
+    DaskRunner turns Reshuffle into a no-op, so this is spelled out). Integer keys hash alike in every process."""
+
+    def __init__(self, key_fn):
+        super().__init__()
+        self._key_fn = key_fn
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "Key" >> beam.Map(lambda e, f=self._key_fn: (f(e), e))
+                | "Group" >> beam.GroupByKey()
+                | "Ungroup" >> beam.FlatMap(lambda kv: kv[1]))
+
+
+class _CountingStream:
+    """Wraps a writable stream and counts the bytes that reach it (the shard's size, without a stat call)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.bytes = 0
+
+    def write(self, data) -> int:
+        self.bytes += len(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        if hasattr(self._raw, "flush"):
+            self._raw.flush()
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class _WriteShardFn(beam.DoFn):
-    """Merges a shard's slices of every run, in key order, into its final TFRecord file."""
+    """Writes one shard from its slices, in (key, bytes) order: one temp file + rename per shard."""
 
-    def __init__(self, plan: BuildPlan):
-        self._plan = plan
+    def __init__(self, plans: Sequence[BuildPlan], shuffle: str):
+        self._plans = tuple(plans)
+        self._shuffle = shuffle
         self._written = Metrics.counter(NAMESPACE, "instances_written")
-        self._ms = Metrics.counter(NAMESPACE, "cpu_ms_write_shards")
-        self._recorder = progress.Recorder("")  # replaced in setup()
+        self._progress = _Progress()
 
     def setup(self):
-        self._recorder = progress.Recorder()
+        self._progress.setup()
 
-    def process(self, element) -> Iterable[Dict[str, Any]]:
-        started = time.thread_time()
-        written = self._write(element)
-        seconds = time.thread_time() - started
-        self._ms.inc(int(seconds * 1000))
-        self._recorder.record(stages={"write_shards": seconds}, shards=1)
+    def process(self, element) -> Iterable[Tuple[int, Tuple[str, Dict[str, Any]]]]:
+        with self._progress.clock("write_shards"):
+            written = self._write(element)
+        self._progress.report(shards=1)
         yield written
 
-    def _write(self, element) -> Dict[str, Any]:
-        shard, segments = element
-        segments = sorted(s for s in segments if s is not None)
-        path = fileio.join(self._plan.output_dir, self._plan.shard_name(shard))
+    def _write(self, element) -> Tuple[int, Tuple[str, Dict[str, Any]]]:
+        (index, shard), payloads = element
+        plan = self._plans[index]
+        payloads = [p for p in payloads if p is not None]
+        expected = sum(p[-1] for p in payloads)
+        if self._shuffle == "local_files":
+            records = spill.merge_segments(fileio.open_read, sorted(payloads))
+        else:
+            records = spill.sort_blobs(blob for blob, _ in payloads)
+        path = fileio.join(plan.output_dir, plan.shard_name(shard))
         stream, tmp = fileio.create_temp_for(path)
-        writer = TFRecordWriter(stream, self._plan.compression)
-        for record in spill.merge_segments(fileio.open_read, segments):
+        counting = _CountingStream(stream)
+        writer = TFRecordWriter(counting, plan.compression)
+        for record in records:
             writer.write(record)
         writer.close()
-        fileio.commit_temp(tmp, path)
-        expected = sum(s[3] for s in segments)
         if writer.count != expected:
-            raise RuntimeError(f"{path}: wrote {writer.count} records, runs held {expected}")
+            fileio.delete([tmp])
+            raise RuntimeError(f"{path}: wrote {writer.count} records, the shuffle held {expected}")
+        fileio.commit_temp(tmp, path)
         self._written.inc(writer.count)
-        size = _file_size(path)
-        return {"shard": shard, "path": self._plan.shard_name(shard), "num_instances": writer.count, "bytes": size}
-
-
-def _file_size(path: str) -> int:
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        return index, ("shard", {"shard": shard, "path": plan.shard_name(shard), "num_instances": writer.count,
+                                 "bytes": counting.bytes})
 
 
 class _WriteManifestFn(beam.DoFn):
-    """Writes manifest.json (atomically) and the _SUCCESS marker, after removing the temporary runs."""
+    """Writes a plan's manifest.json (atomically) and _SUCCESS, once its shards are all written; first removes
+    the plan's temporary folder and stray temp files of failed attempts (one listing, one batched delete)."""
 
-    def __init__(self, plan: BuildPlan, manifest_base: Dict[str, Any], started_at: float):
-        self._plan = plan
-        self._base = manifest_base
+    def __init__(self, plans: Sequence[BuildPlan], manifest_bases: Sequence[Dict[str, Any]], started_at: float):
+        self._plans = tuple(plans)
+        self._bases = tuple(manifest_bases)
         self._started_at = started_at
 
-    def process(self, _, counts: Dict[str, int], shards: List[Dict[str, Any]]):
+    def process(self, element):
         from pipeline.manifest import make_manifest  # pylint: disable=import-outside-toplevel
-        fileio.delete_tree(self._plan.tmp_dir)
-        manifest = make_manifest(self._base, counts, shards, time.time() - self._started_at)
-        out = self._plan.output_dir
+        index, items = element
+        plan = self._plans[index]
+        counts: Dict[str, int] = {}
+        shards: List[Dict[str, Any]] = []
+        for kind, value in items:
+            if kind == "counts":
+                counts = _sum_counts([counts, value])
+            else:
+                shards.append(value)
+        if sorted(s["shard"] for s in shards) != list(range(plan.cfg.num_shards)):
+            raise RuntimeError(f"{plan.output_dir}: {len(shards)} shard results for {plan.cfg.num_shards} shards")
+        fileio.delete_tree(plan.tmp_dir)
+        fileio.delete_stray_temps(plan.output_dir)
+        manifest = make_manifest(self._bases[index], counts, shards, time.time() - self._started_at)
+        out = plan.output_dir
         fileio.write_atomic(fileio.join(out, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
         fileio.write_atomic(fileio.join(out, SUCCESS), b"")
         yield manifest
 
 
+def _is_kind(kind: str):
+    return lambda element: element[0] == kind
+
+
 class BuildPretrainingData(beam.PTransform):
     """Input ranges -> shard files + manifest.json per plan; outputs the manifest dicts.
 
-    Several plans share one read: each gets its own output folder, shards and manifest.
+    Several plans (e.g. seq 128 and seq 512) share one read and one tokenization: each gets its own
+    output folder, shards and manifest.
     """
 
-    def __init__(self, plans, manifest_bases, started_at: float):
+    def __init__(self, plans, manifest_bases, started_at: float, shuffle: str = "local_files"):
         super().__init__()
         self._plans = tuple(plans) if isinstance(plans, (list, tuple)) else (plans,)
         self._bases = tuple(manifest_bases) if isinstance(manifest_bases, (list, tuple)) else (manifest_bases,)
         self._started_at = started_at
+        if shuffle not in SHUFFLE_MODES:
+            raise ValueError(f"shuffle={shuffle!r}: expected one of {SHUFFLE_MODES}")
+        self._shuffle = shuffle
 
     def expand(self, ranges):
-        runs = (ranges
-                | "DistributeRanges" >> beam.Reshuffle()
-                | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(self._plans)))
-        per_plan = runs | "SplitByPlan" >> beam.Partition(lambda run, n: run["plan"], len(self._plans))
-        manifests = []
-        for index, (plan, base) in enumerate(zip(self._plans, self._bases)):
-            tag = f"seq{plan.cfg.max_seq_length}" if len(self._plans) > 1 else "out"
-            manifests.append(per_plan[index] | f"WriteDataset[{tag}]" >> _WriteDataset(plan, base, self._started_at))
-        if len(manifests) == 1:
-            return manifests[0]
-        return manifests | "AllManifests" >> beam.Flatten()
-
-
-class _WriteDataset(beam.PTransform):
-    """One plan's runs -> its shards and manifest."""
-
-    def __init__(self, plan: BuildPlan, base: Dict[str, Any], started_at: float):
-        super().__init__()
-        self._plan = plan
-        self._base = base
-        self._started_at = started_at
-
-    def expand(self, runs):
-        plan = self._plan
-        p = runs.pipeline
-        counts = (runs
-                  | "ExtractCounts" >> beam.Map(lambda run: run["counts"])
-                  | "SumCounts" >> beam.CombineGlobally(_sum_counts))
-        every_shard = (p
-                       | "ShardIndices" >> beam.Create(list(range(plan.cfg.num_shards)))
-                       | "NoSegment" >> beam.Map(lambda shard: (shard, None)))
-        segments = runs | "SegmentsByShard" >> beam.FlatMap(_segments_by_shard)
-        shards = ((segments, every_shard)
+        plans = self._plans
+        if self._shuffle == "local_files":
+            built = (ranges
+                     | "DistributeRanges" >> beam.Reshuffle()
+                     | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(plans)))
+        else:
+            built = (ranges
+                     | "DistributeRanges" >> _Redistribute(lambda rng: keys.seed64(rng.file.key, rng.start) >> 33)
+                     | "ReadBuckets" >> beam.ParDo(_ReadBucketsFn(plans))
+                     | "DistributeBuckets" >> _Redistribute(lambda e: (e[1] or 0) >> 33)
+                     | "BuildSlices" >> beam.ParDo(_BuildSlicesFn(plans)))
+        # Every shard gets a None, so a shard no record reaches is still written; expanded on a worker so the
+        # job graph holds one element per plan, not one per shard.
+        every_shard = (ranges.pipeline
+                       | "ShardCounts" >> beam.Create([(index, plan.cfg.num_shards) for index, plan in enumerate(plans)])
+                       | "EveryShard" >> beam.FlatMap(lambda e: [((e[0], shard), None) for shard in range(e[1])]))
+        slices = (built
+                  | "Slices" >> beam.Filter(_is_kind("slice"))
+                  | "KeySlices" >> beam.Map(lambda e: (e[1], e[2])))
+        shards = ((slices, every_shard)
                   | "AllShards" >> beam.Flatten()
-                  | "GroupSegments" >> beam.GroupByKey()
-                  | "WriteShards" >> beam.ParDo(_WriteShardFn(plan)))
-        return (p
-                | "ManifestTrigger" >> beam.Create([None])
-                | "WriteManifest" >> beam.ParDo(_WriteManifestFn(plan, self._base, self._started_at),
-                                                beam.pvalue.AsSingleton(counts), beam.pvalue.AsList(shards)))
+                  | "GroupByShard" >> beam.GroupByKey()
+                  | "WriteShards" >> beam.ParDo(_WriteShardFn(plans, self._shuffle)))
+        counts = (built
+                  | "Counts" >> beam.Filter(_is_kind("counts"))
+                  | "KeyCounts" >> beam.Map(lambda e: (e[1], e[2]))
+                  | "SumCounts" >> beam.CombinePerKey(_sum_counts)
+                  | "TagCounts" >> beam.Map(lambda kv: (kv[0], ("counts", kv[1]))))
+        no_counts = ranges.pipeline | "NoCounts" >> beam.Create([(i, ("counts", {})) for i in range(len(plans))])
+        return ((shards, counts, no_counts)
+                | "PerPlan" >> beam.Flatten()
+                | "GroupByPlan" >> beam.GroupByKey()
+                | "WriteManifests" >> beam.ParDo(_WriteManifestFn(plans, self._bases, self._started_at)))

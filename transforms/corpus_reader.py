@@ -120,6 +120,53 @@ def split_ranges(files: Sequence[InputFile], split_bytes: int) -> List[InputRang
     return ranges
 
 
+def sniff_input(path: str, size: int, opener: Callable[[str], BinaryIO]) -> bool:
+    """Whether the file is gzip (by its magic bytes, whatever its name), after checking that its first bytes
+    can be read: raises InputError naming the file for a mislabelled .gz, a gzip stream damaged at its start,
+    or UTF-16/UTF-32 text. Reads a few bytes only (one open; two for gzip)."""
+    try:
+        with opener(path) as f:
+            head = f.read(4)
+    except (OSError, IOError) as e:
+        raise InputError(f"cannot read {path}: {e}") from e
+    is_gzip = head[:2] == GZIP_MAGIC
+    if path.endswith(".gz") and not is_gzip and size > 0:
+        raise InputError(f"{path} ends in .gz but is not gzip data (rename it or recompress it)")
+    if is_gzip:
+        # Decompressing the first bytes is cheap and catches a damaged header or a stub file now;
+        # damage further in is found while reading and counted (documents_dropped.gzip_damaged).
+        try:
+            with opener(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                head = gz.read1(4)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InputError(f"{path}: gzip data is damaged at its start ({e}); check it with `gzip -t`") from e
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(f"{path} is UTF-16 or UTF-32 text (it starts with a byte-order mark); "
+                         f"convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+    return is_gzip
+
+
+def ranges_for_file(f: InputFile, split_bytes: int, opener: Optional[Callable[[str], BinaryIO]] = None
+                    ) -> List[InputRange]:
+    """The ranges of one input file; with an opener, its content is sniffed first (sniff_input), so that a
+    launcher that only listed the files (sizes, no reads) leaves the checks to the workers."""
+    if opener is not None:
+        f = dataclasses.replace(f, is_gzip=sniff_input(f.path, f.size, opener))
+    return split_ranges([f], split_bytes)
+
+
+def checked_range(rng: InputRange, opener: Callable[[str], BinaryIO]) -> List[InputRange]:
+    """A range the launcher cut from names and sizes only (gzip guessed from `.gz`), checked on a worker by
+    content (sniff_input's errors). A gzip file without `.gz` cannot be split: its first range becomes the
+    whole stream and its other ranges are dropped."""
+    is_gzip = sniff_input(rng.file.path, rng.file.size, opener)
+    if is_gzip == rng.file.is_gzip:
+        return [rng]
+    if rng.start > 0:
+        return []
+    return split_ranges([dataclasses.replace(rng.file, is_gzip=is_gzip)], 1)
+
+
 def decode_line(raw: bytes, stats: ReadStats) -> str:
     """UTF-8 decoding; invalid bytes become U+FFFD (removed later by tokenizer cleaning) and are counted."""
     try:
@@ -436,3 +483,37 @@ def iter_buckets(docs: Iterator[RawDocument], max_docs: int, max_bytes: int,
 
 def local_opener(path: str) -> BinaryIO:
     return io.open(path, "rb")
+
+
+def read_buckets(rng: InputRange, opener: Callable[[str], BinaryIO], input_format: str, bucket_docs: int,
+                 bucket_bytes: int, counts: Dict[str, int], segmenter=None, text_field: str = "text",
+                 id_field: Optional[str] = None, max_line_bytes: Optional[int] = None) -> Iterator[List[RawDocument]]:
+    """Buckets of a range's documents, ready to tokenize (sentences a line). Once exhausted, `counts` holds
+    what the reader saw and dropped (ReadStats.as_counts) plus the documents the parser dropped."""
+    from transforms import input_formats  # pylint: disable=import-outside-toplevel
+    stats = ReadStats()
+    parsed: Dict[str, int] = collections.Counter()
+    docs = iter_documents(rng, opener, input_format, stats, max_line_bytes)
+    docs = input_formats.prepare_documents(docs, input_format, segmenter, parsed, text_field, id_field)
+    yield from iter_buckets(docs, bucket_docs, bucket_bytes)
+    total: Dict[str, int] = collections.Counter(parsed)
+    total.update(stats.as_counts())
+    for k, v in total.items():
+        counts[k] = counts.get(k, 0) + v
+
+
+def encode_input_list(files: Sequence[InputFile]) -> bytes:
+    """The input files as JSON lines (for read_input_list): how thousands of inputs reach the workers
+    without becoming thousands of elements in the job graph."""
+    import json  # pylint: disable=import-outside-toplevel
+    return "".join(json.dumps(dataclasses.asdict(f), sort_keys=True) + "\n" for f in files).encode("utf-8")
+
+
+def read_input_list(path: str, opener: Callable[[str], BinaryIO]) -> Iterator[InputFile]:
+    """The InputFiles encode_input_list wrote to `path`."""
+    import json  # pylint: disable=import-outside-toplevel
+    with opener(path) as f:
+        data = f.read().decode("utf-8")
+    for line in data.splitlines():
+        if line.strip():
+            yield InputFile(**json.loads(line))

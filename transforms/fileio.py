@@ -43,9 +43,25 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_path_for(path: str) -> str:
+    """A unique temporary sibling of `path`, named `.tmp-<32 hex>-<name>`: hidden, so a `train-*` glob (or
+    a reader listing shards) never picks up a half-written file left by a failed attempt."""
+    head, sep, name = path.rpartition("/")
+    return f"{head}{sep}{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name (no folder) is one of temp_path_for's temporary names."""
+    import re  # pylint: disable=import-outside-toplevel
+    return bool(re.fullmatch(r"\.tmp-[0-9a-f]{32}-.+", name, flags=re.DOTALL))
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Writes a whole file so a reader sees either nothing or all of it (temp file, then rename)."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    tmp = temp_path_for(path)
     if not is_remote(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with io.open(tmp, "wb") as f:
@@ -59,7 +75,7 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def create_temp_for(path: str):
     """Opens a temporary sibling of `path` for streaming writes; returns (stream, temp path)."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    tmp = temp_path_for(path)
     if not is_remote(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return io.open(tmp, "wb"), tmp
@@ -87,3 +103,11 @@ def delete_tree(path: str) -> None:
     files = list_dir(path)
     if files:
         FileSystems.delete(files)
+
+
+def delete_stray_temps(folder: str) -> int:
+    """Deletes temporary files (temp_path_for names) that failed attempts left in a folder, in one listing and
+    one batched delete; returns how many. Call only once every writer into the folder has finished."""
+    stray = [p for p in list_dir(folder) if is_temp_name(p.rsplit("/", 1)[-1])]
+    delete(stray)
+    return len(stray)

@@ -1,7 +1,8 @@
 """Pure parsing helpers for `--input_format text|jsonl`: lines/JSON objects -> paragraphs -> sentences."""
 import json
+import logging
 import re
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 # Paragraph separators inside a JSON text field: \r\n, \r, \n and the Unicode line/paragraph
 # separators that str.splitlines() also honours (but not form feeds etc., which are just spacing).
@@ -63,3 +64,30 @@ def sentences_for_document(paragraphs: List[str], segmenter: Any) -> List[str]:
     for p in paragraphs:
         out.extend(segmenter.split(p))
     return out
+
+
+def prepare_documents(docs: Iterable[Any], input_format: str, segmenter: Any, counts: Dict[str, int],
+                      text_field: str = "text", id_field: Optional[str] = None) -> Iterator[Any]:
+    """Reader documents (corpus_reader.RawDocument) -> documents whose lines are sentences, for the input format.
+
+    bert: unchanged (a sentence a line). text: a paragraph a line, segmented. jsonl: one JSON object a
+    document; a line that cannot be parsed is dropped, logged with its file and line, and counted in
+    `counts` (documents_read, documents_dropped.bad_jsonl).
+    """
+    if input_format == "bert":
+        yield from docs
+        return
+    for doc in docs:
+        if input_format == "jsonl":
+            try:
+                doc_id, paragraphs = parse_jsonl_line(doc.lines[0], text_field, id_field)
+            except InputFormatError as e:
+                counts["documents_read"] = counts.get("documents_read", 0) + 1
+                counts["documents_dropped.bad_jsonl"] = counts.get("documents_dropped.bad_jsonl", 0) + 1
+                logging.warning("%s: dropped: %s", doc.source, e)
+                continue
+            doc.doc_id = doc_id
+        else:
+            paragraphs = paragraphs_from_text_lines(doc.lines)
+        doc.lines = sentences_for_document(paragraphs, segmenter)
+        yield doc

@@ -1,14 +1,19 @@
-"""Bounded-memory global shuffle: key-sorted run files per bucket, merged per shard (as TFDS's shuffle).
+"""The global shuffle's record framing and ordering, for both shuffle paths (as TFDS's shuffle).
 
-Each bucket writes one run file holding its records sorted by (shard, key), with an index of where
-each shard's records lie. A shard is written by a streaming k-way merge of its slices of all runs,
-so memory holds one record per run, whatever the corpus size; the output order (by 64-bit key, ties
-by bytes) is a pure function of the records, identical on every runner.
+Local files (`--shuffle=local_files`, the local DirectRunner): each bucket writes one run file holding
+its records sorted by (shard, key), with an index of where each shard's records lie. A shard is written
+by a streaming k-way merge of its slices of all runs, so memory holds one record per run, whatever the
+corpus size.
+
+Runner (`--shuffle=runner`, every distributed runner): each bucket's slice for a shard travels through the
+runner's GroupByKey as one blob in the same framing; a shard sorts its blobs' records in memory (one
+shard, at most about --target_shard_mb). Either way the output order (by 64-bit key, ties by bytes) is a
+pure function of the records, identical on every runner and on both paths.
 """
 import heapq
 import io
 import struct
-from typing import BinaryIO, Callable, Dict, Iterator, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
@@ -72,3 +77,29 @@ def merge_segments(opener: Callable[[str], BinaryIO], segments: Sequence[Segment
     chunk = max(4096, min(1 << 20, memory_budget // max(1, len(segments))))
     for _, data in heapq.merge(*[_iter_segment(opener, s, chunk) for s in segments]):
         yield data
+
+
+def split_run(data: bytes, index: Dict[int, Tuple[int, int, int]]) -> Dict[int, Tuple[bytes, int]]:
+    """encode_run's output cut into one blob per shard: shard -> (framed records, record count)."""
+    return {shard: (data[offset:offset + length], count) for shard, (offset, length, count) in index.items()}
+
+
+def iter_blob(blob: bytes) -> Iterator[Tuple[int, bytes]]:
+    """(key, record) pairs of one blob of framed records."""
+    header = _HEADER.size
+    p, n = 0, len(blob)
+    while p < n:
+        if p + header > n:
+            raise IOError(f"truncated shuffle blob near byte {p}")
+        key, size = _HEADER.unpack_from(blob, p)
+        if p + header + size > n:
+            raise IOError(f"truncated shuffle blob near byte {p}")
+        yield key, blob[p + header:p + header + size]
+        p += header + size
+
+
+def sort_blobs(blobs: Iterable[bytes]) -> List[bytes]:
+    """Records of all blobs in (key, bytes) order: the order merge_segments gives for the same records."""
+    items = [item for blob in blobs for item in iter_blob(blob)]
+    items.sort()
+    return [data for _, data in items]
