@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket_max_mb", type=float, default=1.0,
                    help="A bucket also closes at this much text once it holds 16 documents (bounds worker "
                         "memory: about 150 MB per MB of text at seq 128, dupe_factor 5).")
-    p.add_argument("--input_split_mb", type=float, default=64.0, help="Input files are read in ranges of this size.")
+    p.add_argument("--input_split_mb", type=float, default=0.0,
+                   help="Input files are read in ranges of this size (the unit a worker reads). 0 (default): from "
+                        "the corpus size alone, total/64 clamped to 1..64 MB, so a mid-size corpus still spreads "
+                        "over local workers (the output never depends on the worker count).")
     p.add_argument("--quiet", action="store_true",
                    help="No progress lines or time table on stderr (local runs print a line every few seconds).")
     p.add_argument("--max_line_bytes", type=int, default=0,
@@ -178,8 +181,10 @@ def validate_args(args: argparse.Namespace) -> List[str]:
         raise FlagError(f"--num_shards={args.num_shards}: must be >= 0")
     if args.random_next_bucket_size < 2:
         raise FlagError(f"--random_next_bucket_size={args.random_next_bucket_size}: must be at least 2")
-    if args.bucket_max_mb <= 0 or args.input_split_mb <= 0:
-        raise FlagError("--bucket_max_mb and --input_split_mb must be positive")
+    if args.bucket_max_mb <= 0:
+        raise FlagError("--bucket_max_mb must be positive")
+    if args.input_split_mb < 0:
+        raise FlagError(f"--input_split_mb={args.input_split_mb:g}: must be positive (or 0 for automatic)")
     return warnings
 
 
@@ -344,6 +349,21 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
         raise FlagError(f"--output_dir={output_dir} cannot be written: {e}") from e
 
 
+AUTO_SPLIT_RANGES = 64  # --input_split_mb=0: aim for this many ranges ...
+AUTO_SPLIT_MIN_MB, AUTO_SPLIT_MAX_MB = 1.0, 64.0  # ... of 1 to 64 MB each
+
+
+def choose_split_bytes(input_split_mb: float, inputs) -> int:
+    """Range size in bytes: the flag's, or (0) one that depends on the corpus size only -- never on the runner or
+    worker count, since ranges decide which documents share a bucket and so the output bytes. Ranges of at
+    least 1 MB keep buckets (1 MB of text) whole; at most 64 MB keeps a range a few minutes of one worker."""
+    if input_split_mb > 0:
+        return int(input_split_mb * (1 << 20))
+    total_mb = sum(f.size * (3 if f.is_gzip else 1) for f in inputs) / (1 << 20)
+    mb = min(AUTO_SPLIT_MAX_MB, max(AUTO_SPLIT_MIN_MB, total_mb / AUTO_SPLIT_RANGES))
+    return int(mb * (1 << 20))
+
+
 def choose_num_shards(args, inputs) -> int:
     if args.num_shards:
         return args.num_shards
@@ -497,7 +517,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     sniff_here = is_local_runner(runner_name)
     inputs = discover_inputs(args.input_file, sniff=sniff_here)
     sniff_here = sniff_here and len(inputs) <= SNIFF_ON_LAUNCHER_MAX_FILES
-    split_bytes = int(args.input_split_mb * (1 << 20))
+    split_bytes = choose_split_bytes(args.input_split_mb, inputs)
     gzip_warning = gzip_split_warning(inputs, split_bytes)
     if gzip_warning:
         logging.warning("%s", gzip_warning)
@@ -521,7 +541,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False
     bases = [manifest_base(one, plan, tokenizer.vocab, runner_name, argv) for one, plan in zip(each, plans)]
-    bases = [dict(base, shuffle=shuffle) for base in bases]
+    bases = [dict(base, shuffle=shuffle, input_split_bytes=split_bytes) for base in bases]
     p = beam.Pipeline(runner=local_runner(runner_name), options=options)
     opener = None if sniff_here else fileio.open_read
     ranges = corpus_reader.split_ranges(inputs, split_bytes)

@@ -194,3 +194,15 @@ def test_runner_shuffle_caps_the_shard_size(tmp_path, demo_corpus, demo_vocab):
     big = [corpus_reader.InputFile("gs://b/a.txt", "a.txt", 10 << 30, False)]  # 10 GiB x 2 copies x 2 bytes
     assert "about 40960 MB per shard" in build.shard_size_warning(one, big, 1)
     assert build.shard_size_warning(one, big, 64) is None
+
+
+def test_automatic_range_size_depends_on_the_corpus_only():
+    def files(*sizes_mb, gz=False):
+        return [corpus_reader.InputFile(f"/c/{i}", f"{i}", int(mb * (1 << 20)), gz) for i, mb in enumerate(sizes_mb)]
+    mb = 1 << 20
+    assert build.choose_split_bytes(0, files(0.9)) == mb  # at least 1 MB: buckets (1 MB of text) stay whole
+    assert build.choose_split_bytes(0, files(17.7)) == mb  # an 18 MB corpus is 18 ranges, not one
+    assert build.choose_split_bytes(0, files(100, 100)) == int(200 / 64 * mb)
+    assert build.choose_split_bytes(0, files(110_000)) == 64 * mb  # a full corpus: 64 MB ranges
+    assert build.choose_split_bytes(0, files(30, gz=True)) == int(90 / 64 * mb)  # gzip counts as 3x its size
+    assert build.choose_split_bytes(0.1, files(110_000)) == int(0.1 * mb)  # an explicit size wins
