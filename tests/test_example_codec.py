@@ -96,3 +96,4 @@ def test_varint_flat_equals_python_varints(top):
     rows = [b"".join(example_codec._varint(int(x)) for x in row) for row in values]
     assert row_len.tolist() == [len(r) for r in rows]
     assert flat.tobytes() == b"".join(rows)
+

@@ -164,10 +164,13 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
     """SplitMix64 over a uint64 array (wrapping arithmetic): a counter-based random generator."""
-    x = x + _GOLDEN
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
+    x = x + _GOLDEN  # a new array: the caller's stays as it was; the rest works in place
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def _uniform(row_seeds: np.ndarray, stream: int, counter: np.ndarray) -> np.ndarray:
@@ -204,35 +207,45 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     budget = np.minimum(p, np.maximum(1, np.round(seq_len * cfg.masked_lm_prob).astype(np.int64)))
     # Candidate units: a maskable token starts a unit unless it continues a word and some earlier
     # token of the row was a candidate (the reference appends it to the last candidate then).
-    seen_before = (np.cumsum(maskable, axis=1) - maskable) > 0
+    # Small counters: cumulative sums over [N, L] are memory-bound.
+    small = np.int16 if length < (1 << 15) else np.int64
+    seen_before = np.cumsum(maskable, axis=1, dtype=small) > maskable
     joins = continues_word.astype(bool) & seen_before if cfg.do_whole_word_mask else np.zeros_like(maskable)
     starts = maskable & ~joins
-    unit = np.cumsum(starts, axis=1) - 1
+    unit = np.cumsum(starts, axis=1, dtype=small)
+    unit -= 1
     n_units = starts.sum(axis=1)
     u_max = int(n_units.max()) if n else 0
     if u_max == 0:
         return out, positions, labels, weights
-    flat_unit = (np.arange(n)[:, None] * u_max + np.clip(unit, 0, None))[maskable]
-    unit_len = np.bincount(flat_unit, minlength=n * u_max).reshape(n, u_max)
+    row_base = np.arange(n, dtype=np.int64)[:, None] * u_max
+    flat_unit = (row_base + np.clip(unit, 0, None))[maskable]
+    unit_len = np.bincount(flat_unit, minlength=n * u_max)
     valid_unit = np.arange(u_max)[None, :] < n_units[:, None]
     order_keys = _uniform(row_seeds[:, None], 0, np.arange(u_max, dtype=np.uint64)[None, :])
     order_keys[~valid_unit] = 2.0
     # Valid keys are distinct 53-bit draws, and the order among invalid units (all 2.0) never matters,
-    # so the faster unstable sort gives the same selection everywhere.
+    # so the faster unstable sort gives the same selection everywhere. Sorted, a row's valid units come
+    # first (keys < 1 < 2.0): the r-th unit in order is valid exactly when r < n_units.
     order = np.argsort(order_keys, axis=1)
-    lens = np.take_along_axis(unit_len, order, axis=1)
-    valid = np.take_along_axis(valid_unit, order, axis=1)
-    taken = np.zeros((n, u_max), bool)
+    chosen_unit = np.zeros(n * u_max, bool)
     count = np.zeros(n, np.int64)
-    for r in range(u_max):
-        fit = valid[:, r] & (count + lens[:, r] <= budget)
-        count += np.where(fit, lens[:, r], 0)
-        taken[:, r] = fit
-        if r % 16 == 15 and not (valid[:, r + 1:].any(axis=1) & (count < budget)).any():
+    block = 16
+    for r0 in range(0, u_max, block):
+        # Units taken greedily in their random order while they fit the budget; a block of 16 at a time,
+        # stopping once no row can take more (most rows fill their budget within the first few blocks).
+        where = row_base + order[:, r0:r0 + block]
+        lens = unit_len[where]
+        taken = np.zeros(where.shape, bool)
+        for j in range(where.shape[1]):
+            fit = (n_units > r0 + j) & (count + lens[:, j] <= budget)
+            count += np.where(fit, lens[:, j], 0)
+            taken[:, j] = fit
+        chosen_unit[where[taken]] = True
+        if not ((n_units > r0 + block) & (count < budget)).any():
             break
-    chosen_unit = np.zeros((n, u_max), bool)
-    np.put_along_axis(chosen_unit, order, taken, axis=1)
-    chosen = maskable & np.take_along_axis(chosen_unit, np.clip(unit, 0, None), axis=1)
+    chosen = np.zeros_like(maskable)
+    chosen[maskable] = chosen_unit[flat_unit]
     rows, cols = np.nonzero(chosen)  # row-major: positions ascending within each row
     u1 = _uniform(row_seeds[rows], 1, cols)
     u2 = _uniform(row_seeds[rows], 2, cols)
