@@ -40,18 +40,19 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if v.max() < 0x80:
         return v.astype(np.uint8).ravel(), np.full(rows, cols, np.int64)
     top = int(v.max())
-    # Token ids fit 32 bits: narrower arithmetic is about twice as fast as uint64.
-    utype = np.uint32 if top < (1 << 32) else np.uint64
-    u = v.astype(utype).ravel()
-    nbytes = np.ones(u.shape, np.int64)
     width = 1
     while width < 10 and top >= (1 << (7 * width)):
-        nbytes += u >= (1 << (7 * width))
         width += 1
+    if width <= 8:
+        return _varint_packed(v, width)
+    utype = np.uint64
+    u = v.astype(utype).ravel()
+    nbytes = np.ones(u.shape, np.int64)
+    for k in range(1, width):
+        nbytes += u >= (1 << (7 * k))
     ends = np.cumsum(nbytes)
     out = np.empty(int(ends[-1]), np.uint8)
-    # Byte k of every value that has one, written straight to its place: no [N, L, width] temporaries
-    # and no boolean compaction (about 2x faster than building all groups and keeping some).
+    # Byte k of every value that has one, written straight to its place.
     pos, val, left = ends - nbytes, u, nbytes
     for k in range(width):
         if k:
@@ -59,6 +60,24 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
             pos, val, left = pos[more] + 1, val[more] >> utype(7), left[more] - 1
         out[pos] = (val & utype(0x7F)).astype(np.uint8) | ((left > 1).view(np.uint8) << np.uint8(7))
     return out, np.diff(ends[cols - 1::cols], prepend=0)
+
+
+def _varint_packed(v: np.ndarray, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """varint_flat for values of at most 8 varint bytes: each value's bytes packed into one little-endian
+    word (token ids fit 32 bits, about twice as fast as 64), then the unused high bytes dropped in one pass."""
+    rows, cols = v.shape
+    wtype = np.dtype("<u4") if width <= 4 else np.dtype("<u8")
+    u = v.astype(wtype).ravel()
+    nbytes = np.ones(u.shape, np.uint8)
+    packed = u & wtype.type(0x7F)
+    for k in range(1, width):
+        more = u >= (1 << (7 * k))
+        nbytes += more
+        packed |= ((u >> wtype.type(7 * k)) & wtype.type(0x7F)) << wtype.type(8 * k)
+        packed |= more.astype(wtype) << wtype.type(8 * k - 1)  # continuation bit of byte k - 1
+    keep = np.arange(wtype.itemsize, dtype=np.uint8)[None, :] < nbytes[:, None]
+    out = packed.view(np.uint8).reshape(-1, wtype.itemsize)[keep]
+    return out, nbytes.reshape(rows, cols).sum(axis=1, dtype=np.int64)
 
 
 def varint_rows(values: np.ndarray) -> List[bytes]:
