@@ -97,3 +97,11 @@ def test_varint_flat_equals_python_varints(top):
     assert row_len.tolist() == [len(r) for r in rows]
     assert flat.tobytes() == b"".join(rows)
 
+
+
+def test_vectorised_encoder_with_empty_payloads_equals_row_by_row():
+    rng = np.random.default_rng(4)
+    n = 300
+    batch = {"a_empty": np.zeros((n, 0), np.int64), "input_ids": rng.integers(0, 1 << 30, (n, 5)),
+             "z_empty": np.zeros((n, 0), np.float32)}
+    assert example_codec.encode_examples(batch) == example_codec.encode_examples_slow(batch)
