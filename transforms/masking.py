@@ -179,6 +179,16 @@ def _uniform(row_seeds: np.ndarray, stream: int, counter: np.ndarray) -> np.ndar
     return (_splitmix(base + counter.astype(np.uint64)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def _row_cumsum(flags: np.ndarray) -> np.ndarray:
+    """np.cumsum(flags, axis=1) of a C-ordered [N, L] bool array, as one flat running sum less each row's
+    start (numpy's per-row accumulation costs about twice as much for short rows)."""
+    dtype = np.int32 if flags.size < (1 << 31) else np.int64
+    total = np.cumsum(flags.ravel(), dtype=dtype).reshape(flags.shape)
+    if flags.shape[0] > 1 and flags.shape[1]:
+        total[1:] -= total[:-1, -1:]  # numpy reads the overlapping operand as it was before the update
+    return total
+
+
 def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, continues_word: np.ndarray,
               row_seeds: np.ndarray,
               cfg: MaskingConfig, vocab_size: int, mask_id: int
@@ -207,12 +217,10 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     budget = np.minimum(p, np.maximum(1, np.round(seq_len * cfg.masked_lm_prob).astype(np.int64)))
     # Candidate units: a maskable token starts a unit unless it continues a word and some earlier
     # token of the row was a candidate (the reference appends it to the last candidate then).
-    # Small counters: cumulative sums over [N, L] are memory-bound.
-    small = np.int16 if length < (1 << 15) else np.int64
-    seen_before = np.cumsum(maskable, axis=1, dtype=small) > maskable
+    seen_before = _row_cumsum(maskable) > maskable
     joins = continues_word.astype(bool) & seen_before if cfg.do_whole_word_mask else np.zeros_like(maskable)
     starts = maskable & ~joins
-    unit = np.cumsum(starts, axis=1, dtype=small)
+    unit = _row_cumsum(starts)
     unit -= 1
     n_units = starts.sum(axis=1)
     u_max = int(n_units.max()) if n else 0
