@@ -227,7 +227,7 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     if u_max == 0:
         return out, positions, labels, weights
     row_base = np.arange(n, dtype=np.int64)[:, None] * u_max
-    flat_unit = (row_base + np.clip(unit, 0, None))[maskable]
+    flat_unit = (unit + row_base)[maskable]  # unit >= 0 wherever maskable: the first maskable token starts one
     unit_len = np.bincount(flat_unit, minlength=n * u_max)
     valid_unit = np.arange(u_max)[None, :] < n_units[:, None]
     order_keys = _uniform(row_seeds[:, None], 0, np.arange(u_max, dtype=np.uint64)[None, :])
