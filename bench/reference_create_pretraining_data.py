@@ -86,10 +86,11 @@ def create_training_instances(input_files, tokenizer, max_seq_length, dupe_facto
     all_documents = [[]]
     # One sentence per line, blank lines between documents.
     for input_file in input_files:
-        # newline="\n": lines end at \n only, as tf.gfile.GFile reads them.
-        with open(input_file, encoding="utf-8", errors="ignore", newline="\n") as reader:
-            for line in reader:
-                line = line.strip()
+        # The reference reads through tf.gfile.GFile (TensorFlow's file layer) and decodes with
+        # tokenization.convert_to_unicode (UTF-8, errors ignored).
+        with tf.io.gfile.GFile(input_file, "rb") as reader:
+            for raw in reader:
+                line = raw.decode("utf-8", "ignore").strip()
                 if not line:
                     all_documents.append([])
                 else:
