@@ -169,8 +169,9 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
 
     Several configurations (e.g. seq 128 and seq 512) can be built from one tokenization; each gives
     exactly what `build_bucket` gives for the same documents and configuration. Instance creation is
-    sequential Python (the reference's algorithm); masking, padding, keys and encoding are vectorised
-    over the whole bucket.
+    sequential Python (the reference's algorithm; for NSP as (start, end) spans of the bucket's flat token
+    array, `instances.nsp_instance_spans`, so no token list is built per instance); masking, padding, keys
+    and encoding are vectorised over the whole bucket.
     """
     counts = counts if counts is not None else collections.Counter()
     inst_cfg = cfg.instance_config()
