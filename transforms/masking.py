@@ -175,7 +175,14 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 
 def _uniform(row_seeds: np.ndarray, stream: int, counter: np.ndarray) -> np.ndarray:
     """Uniform [0, 1) draws keyed by (row seed, stream, counter): independent of batch composition."""
-    base = _splitmix(row_seeds.astype(np.uint64) ^ np.uint64(stream * 0x100000001B3))
+    return _uniform_from_base(_stream_base(row_seeds, stream), counter)
+
+
+def _stream_base(row_seeds: np.ndarray, stream: int) -> np.ndarray:
+    return _splitmix(row_seeds.astype(np.uint64) ^ np.uint64(stream * 0x100000001B3))
+
+
+def _uniform_from_base(base: np.ndarray, counter: np.ndarray) -> np.ndarray:
     return (_splitmix(base + counter.astype(np.uint64)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
@@ -255,9 +262,12 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     chosen = np.zeros_like(maskable)
     chosen[maskable] = chosen_unit[flat_unit]
     rows, cols = np.nonzero(chosen)  # row-major: positions ascending within each row
-    u1 = _uniform(row_seeds[rows], 1, cols)
-    u2 = _uniform(row_seeds[rows], 2, cols)
-    rand_ids = np.minimum((_uniform(row_seeds[rows], 3, cols) * vocab_size).astype(np.int64), vocab_size - 1)
+    # Streams 1-3 per chosen position: the per-row part of each key once per row, not once per position.
+    seeds = row_seeds.astype(np.uint64)
+    u1 = _uniform_from_base(_stream_base(seeds, 1)[rows], cols)
+    u2 = _uniform_from_base(_stream_base(seeds, 2)[rows], cols)
+    rand_ids = np.minimum((_uniform_from_base(_stream_base(seeds, 3)[rows], cols) * vocab_size).astype(np.int64),
+                          vocab_size - 1)
     keep_share = 1.0 - cfg.mask_prob - cfg.random_prob
     keep_given_not_mask = keep_share / (1.0 - cfg.mask_prob) if cfg.mask_prob < 1.0 else 0.0
     originals = input_ids[rows, cols]
