@@ -14,7 +14,8 @@ Usage:
       (batched) vs sentencepiece's encode line by line.
 Candidates: oracle (pure Python), tf-text FastBertTokenizer, HF tokenizers (BertNormalizer +
 BertPreTokenizer + WordPiece, encode_batch on one thread), bertbeam (transforms.wordpiece with its chunk
-cache emptied before each pass, "cold", or kept, "warm") and bertbeam-exact (its uncached per-word path).
+cache emptied before each pass, "cold", or kept, "warm"; "cold, Python WordPiece": new words through the
+Python greedy match instead of tokenizers' WordPiece model) and bertbeam-exact (its uncached per-word path).
 """
 import argparse
 import collections
@@ -115,6 +116,11 @@ def candidates(vocab_path: str, lower: bool, strip) -> Dict[str, Callable[[Seque
     out["bertbeam warm"] = _batched(lambda lines: _unpack(*mine.tokenize_lines(lines)))
     out["bertbeam-exact"] = _batched(lambda lines: _unpack(*mine.tokenize_exact(lines)))
     out["bertbeam cold"].before = mine.clear_cache
+    # The same, with new words through the Python greedy match instead of tokenizers' WordPiece model.
+    py = WordPieceTokenizer(vocab_path, do_lower_case=lower, strip_accents=strip, use_rust_wordpiece=False)
+    py.tokenize_lines(["warm up é"])
+    out["bertbeam cold, Python WP"] = _batched(lambda lines: _unpack(*py.tokenize_lines(lines)))
+    out["bertbeam cold, Python WP"].before = py.clear_cache
     return out
 
 

@@ -85,3 +85,23 @@ def test_vectorised_encoder_equals_row_by_row_across_chunks():
              "masked_lm_weights": rng.random((n, 3)).astype(np.float32),
              "document_id": np.array([[f"d{i % 7}".encode() * (i % 3)] for i in range(n)], dtype=object)}
     assert example_codec.encode_examples(batch) == example_codec.encode_examples_slow(batch)
+
+
+@pytest.mark.parametrize("top", [1, 200, 30522, 1 << 21, 1 << 40, (1 << 63) - 1])
+def test_varint_flat_equals_python_varints(top):
+    rng = np.random.default_rng(top % 1000)
+    values = rng.integers(0, top, size=(37, 11), dtype=np.int64, endpoint=True)
+    values[0, 0], values[-1, -1] = top, 0
+    flat, row_len = example_codec.varint_flat(values)
+    rows = [b"".join(example_codec._varint(int(x)) for x in row) for row in values]
+    assert row_len.tolist() == [len(r) for r in rows]
+    assert flat.tobytes() == b"".join(rows)
+
+
+
+def test_vectorised_encoder_with_empty_payloads_equals_row_by_row():
+    rng = np.random.default_rng(4)
+    n = 300
+    batch = {"a_empty": np.zeros((n, 0), np.int64), "input_ids": rng.integers(0, 1 << 30, (n, 5)),
+             "z_empty": np.zeros((n, 0), np.float32)}
+    assert example_codec.encode_examples(batch) == example_codec.encode_examples_slow(batch)

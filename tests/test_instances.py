@@ -139,3 +139,48 @@ def test_unknown_pairing_is_refused():
     with pytest.raises(ValueError, match="sop_single_sentence"):
         create_instances([[1, 2]], None, InstanceConfig(pairing="sop", sop_single_sentence="xyz"),
                          random.Random(0), DocumentStats())
+
+
+@pytest.mark.parametrize("seq,short_seq_prob", [(128, 0.1), (24, 0.3), (9, 0.5)])
+def test_nsp_spans_equal_the_list_algorithm(seq, short_seq_prob):
+    """The span fast path makes the same draws, instances and counters as `create_nsp_instances`."""
+    import dataclasses
+    import itertools
+    from transforms.instances import nsp_instance_spans
+    docs = _corpus(60, seq) + [[[7] * 300], [[8] * 200, [9] * 3]]  # over-long sentences too
+    flat = [t for doc in docs for s in doc for t in s]
+    doc_starts, total = [], 0
+    for doc in docs:
+        doc_starts.append(list(itertools.accumulate(map(len, doc), initial=total)))
+        total = doc_starts[-1][-1]
+    cfg = InstanceConfig(seq, short_seq_prob, "nsp")
+    for d, doc in enumerate(docs):
+        def pick(rng, _self=d):
+            other = rng.randint(0, len(docs) - 2)
+            return docs[other + 1 if other >= _self else other]
+        for copy in range(3):
+            want_stats, got_stats = DocumentStats(), DocumentStats()
+            want_rng = random.Random(f"{d}/{copy}")
+            want = create_instances(doc, pick, cfg, want_rng, want_stats)
+            spans = []
+            rng = random.Random(f"{d}/{copy}")
+            assert nsp_instance_spans(doc_starts[d], d, doc_starts, cfg, rng, got_stats, spans) == len(want)
+            got = [(flat[a0:a1], flat[b0:b1], bool(r)) for a0, a1, b0, b1, r in spans]
+            assert got == [(i.tokens_a, i.tokens_b, i.is_random_next) for i in want]
+            assert dataclasses.asdict(got_stats) == dataclasses.asdict(want_stats)
+            assert rng.getstate() == want_rng.getstate()  # the same draws, not only the same results
+
+
+def test_nsp_spans_without_another_document_drop_like_the_list_algorithm():
+    import itertools
+    from transforms.instances import nsp_instance_spans
+    doc = [[1, 2, 3], [4, 5], [6]]
+    starts = list(itertools.accumulate(map(len, doc), initial=0))
+    cfg = InstanceConfig(8, 0.0, "nsp")
+    for seed in range(20):
+        want_stats, got_stats, spans = DocumentStats(), DocumentStats(), []
+        want = create_instances(doc, lambda rng: None, cfg, random.Random(seed), want_stats)
+        nsp_instance_spans(starts, 0, [starts], cfg, random.Random(seed), got_stats, spans)
+        flat = [t for s in doc for t in s]
+        assert [(flat[a0:a1], flat[b0:b1]) for a0, a1, b0, b1, _ in spans] == [(i.tokens_a, i.tokens_b) for i in want]
+        assert got_stats == want_stats

@@ -157,3 +157,11 @@ def test_mask_batch_matches_mask_instance_and_pads():
         assert pos[r, :k].tolist() == expect.positions and (pos[r, k:] == 0).all()
         assert lab[r, :k].tolist() == expect.labels
         assert w[r].tolist() == [1.0] * k + [0.0] * (cfg.max_predictions_per_seq - k)
+
+
+def test_row_cumsum_equals_numpy():
+    from transforms.masking import _row_cumsum
+    rng = np.random.default_rng(5)
+    for shape in [(1, 7), (9, 1), (40, 33), (0, 5), (3, 0)]:
+        flags = rng.random(shape) < 0.5
+        assert np.array_equal(_row_cumsum(flags), np.cumsum(flags, axis=1))

@@ -230,3 +230,42 @@ def test_shared_tiny_vocab_and_norwegian_special_ids():
     tok = WordPieceTokenizer(str(DATA / "vocab" / "norwegian_uncased_50k" / "vocab.txt"), do_lower_case=True)
     assert tok.vocab.unk_id == 505
     assert tok.tokenize_lines(["\ue000"])[0].tolist() == [505]
+
+
+def _rust_vs_python_words(vocab_path: str, words):
+    tok = WordPieceTokenizer(vocab_path, do_lower_case=True)
+    assert tok._rust_model() is not None, "tokenizers' WordPiece model is not in use"
+    want = [wordpiece_word(w, tok._token_to_id, tok._unk_id, tok.max_input_chars_per_word) for w in words]
+    got = tok.wordpiece_words(words)
+    bad = [(w, a, b) for w, a, b in zip(words, want, got) if a != b]
+    assert not bad, f"{len(bad)} of {len(words)} words differ, first: {bad[0]!r}"
+
+
+def _bmp_words():
+    words = []
+    for cp in range(1, 0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        words += [c, "a" + c, c + "a", c + c, "un" + c + "able"]
+    words += ["x" * 199, "x" * 200, "x" * 201, "é" * 200, "é" * 201, "unaffable" * 22, "日本" * 100]
+    return words
+
+
+def test_rust_wordpiece_equals_python_on_every_bmp_code_point_tiny_vocab(tmp_path):
+    _rust_vs_python_words(_tiny_vocab(tmp_path), _bmp_words())
+
+
+@needs_shared
+@pytest.mark.parametrize("vdir", ["bert_base_uncased", "bert_multilingual_cased", "norwegian_uncased_50k"])
+def test_rust_wordpiece_equals_python_on_every_bmp_code_point(vdir):
+    _rust_vs_python_words(str(DATA / "vocab" / vdir / "vocab.txt"), _bmp_words())
+
+
+def test_python_wordpiece_path_still_matches_when_rust_is_off(tmp_path):
+    vocab = _tiny_vocab(tmp_path)
+    on = WordPieceTokenizer(vocab, do_lower_case=True)
+    off = WordPieceTokenizer(vocab, do_lower_case=True, use_rust_wordpiece=False)
+    assert off._rust is None and [list(x) for x in on.tokenize_lines(TRICKY)] == \
+        [list(x) for x in off.tokenize_lines(TRICKY)]
+    assert off._rust is None  # never built when turned off

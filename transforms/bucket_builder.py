@@ -17,8 +17,8 @@ from transforms import example_codec
 from transforms import keys
 from transforms import masking as masking_lib
 from transforms.corpus_reader import RawDocument
-from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, create_instances, pair_split_lengths,
-                                  split_long_sentences)
+from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, create_instances,
+                                  nsp_instance_spans, pair_split_lengths, split_long_sentences)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +169,9 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
 
     Several configurations (e.g. seq 128 and seq 512) can be built from one tokenization; each gives
     exactly what `build_bucket` gives for the same documents and configuration. Instance creation is
-    sequential Python (the reference's algorithm); masking, padding, keys and encoding are vectorised
-    over the whole bucket.
+    sequential Python (the reference's algorithm; for NSP as (start, end) spans of the bucket's flat token
+    array, `instances.nsp_instance_spans`, so no token list is built per instance); masking, padding, keys
+    and encoding are vectorised over the whole bucket.
     """
     counts = counts if counts is not None else collections.Counter()
     inst_cfg = cfg.instance_config()
@@ -198,8 +199,17 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
                 counts["sentence_pieces_added"] += added
             split_docs.append((doc, pieces))
         docs_tokens = split_docs
+    spans: List[Tuple[int, int, int, int, int]] = []
+    flat_tokens: Optional[np.ndarray] = None
+    if cfg.pairing == "nsp":
+        # NSP instances are spans of one flat token array of the bucket: no per-instance token lists.
+        flat_tokens, doc_starts = _flatten(docs_tokens)
     for doc_index, (doc, sentences) in enumerate(docs_tokens):
-        counts["token_copies_offered"] += sum(map(len, sentences)) * cfg.dupe_factor
+        if flat_tokens is not None:
+            starts = doc_starts[doc_index]
+            counts["token_copies_offered"] += (starts[-1] - starts[0]) * cfg.dupe_factor
+        else:
+            counts["token_copies_offered"] += sum(map(len, sentences)) * cfg.dupe_factor
 
         def pick_random_document(rng: random.Random, _self=doc_index):
             if n_docs < 2:
@@ -207,26 +217,38 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
             other = rng.randint(0, n_docs - 2)
             return docs_tokens[other + 1 if other >= _self else other][1]
 
-        for copy in range(cfg.dupe_factor):
-            rng = keys.rng_for(cfg.random_seed, "instances", doc.key, copy)
-            pairs = create_instances(sentences, pick_random_document, inst_cfg, rng, stats, breaks)
-            for pair in pairs:
-                tokens = [cls_id] + pair.tokens_a + [sep_id]
-                rows_seg_a.append(len(tokens))
-                if pair.tokens_b:
-                    tokens += pair.tokens_b
-                    tokens.append(sep_id)
-                rows_ids.append(tokens)
-                rows_next.append(1 if pair.is_random_next else 0)
-            if pairs:
-                group_sizes.append(len(pairs))
-                rows_doc.extend([doc_index] * len(pairs))
+        copies = range(cfg.dupe_factor)
+        instance_seeds = keys.seed64_series((cfg.random_seed, "instances", doc.key), copies)
+        order_seeds = keys.seed64_series((cfg.random_seed, "order", doc.key), copies)
+        mask_seeds_doc = keys.seed64_series((cfg.random_seed, "masking", doc.key), copies)
+        for copy in copies:
+            rng = random.Random(instance_seeds[copy])  # keys.rng_for(seed, "instances", doc.key, copy)
+            if flat_tokens is not None:
+                made = nsp_instance_spans(starts, doc_index, doc_starts, inst_cfg, rng, stats, spans)
+            else:
+                pairs = create_instances(sentences, pick_random_document, inst_cfg, rng, stats, breaks)
+                for pair in pairs:
+                    tokens = [cls_id] + pair.tokens_a + [sep_id]
+                    rows_seg_a.append(len(tokens))
+                    if pair.tokens_b:
+                        tokens += pair.tokens_b
+                        tokens.append(sep_id)
+                    rows_ids.append(tokens)
+                    rows_next.append(1 if pair.is_random_next else 0)
+                made = len(pairs)
+            if made:
+                group_sizes.append(made)
+                rows_doc.extend([doc_index] * made)
                 # Order and masks draw from their own keyed streams: instances never depend on masking,
                 # so a dynamic-masking build holds exactly the static build's instances.
-                order_bases.append(keys.seed64(cfg.random_seed, "order", doc.key, copy))
-                mask_bases.append(keys.seed64(cfg.random_seed, "masking", doc.key, copy))
+                order_bases.append(order_seeds[copy])  # keys.seed64(seed, "order", doc.key, copy)
+                mask_bases.append(mask_seeds_doc[copy])
 
-    n = len(rows_ids)
+    if flat_tokens is not None:
+        packed = _pack_spans(spans, flat_tokens, cls_id, sep_id, cfg.max_seq_length)
+    else:
+        packed = _pack_rows(rows_ids, rows_seg_a, rows_next, cfg.max_seq_length)
+    n = len(packed[0])
     counts["instances"] += n
     counts["random_next_unavailable"] += stats.random_next_unavailable
     counts["chunks_dropped_no_pair"] += stats.chunks_dropped_no_pair
@@ -237,14 +259,14 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     # Token copies (each document's tokens once per dupe copy): offered = own in instances + lost by reason.
     counts["token_copies_in_instances"] += stats.own_tokens_in_instances
     counts["token_copies_borrowed"] += stats.borrowed_tokens_in_instances
-    for reason, n in stats.lost().items():
-        counts["token_copies_lost." + reason] += n
+    for reason, lost in stats.lost().items():
+        counts["token_copies_lost." + reason] += lost
     order_keys = _row_keys(order_bases, group_sizes)
     mask_seeds = _row_keys(mask_bases, group_sizes, mix=False)
     doc_ids = None
     if cfg.write_document_ids:
         doc_ids = [(docs_tokens[d][0].doc_id or docs_tokens[d][0].key) for d in rows_doc]
-    features = _feature_arrays(rows_ids, rows_seg_a, rows_next, mask_seeds, doc_ids, cfg, vocab)
+    features = _feature_arrays(*packed, mask_seeds, doc_ids, cfg, vocab)
     if "masked_lm_weights" in features:
         counts["masked_positions"] += int(features["masked_lm_weights"].sum())
     counts["instance_tokens"] += int(features["input_mask"].sum())
@@ -265,17 +287,57 @@ def _row_keys(bases: List[int], sizes: List[int], mix: bool = True) -> np.ndarra
     return keys.splitmix64_array(raw) if mix else raw
 
 
-def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next: List[int], mask_seeds: np.ndarray,
-                    doc_ids: Optional[List[str]], cfg: BuildConfig, vocab: VocabInfo) -> Dict[str, np.ndarray]:
-    n, seq_len = len(rows_ids), cfg.max_seq_length
+def _flatten(docs_tokens: Sequence[Tuple[RawDocument, List[List[int]]]]) -> Tuple[np.ndarray, List[List[int]]]:
+    """All tokens of the bucket in one array, and each document's sentence boundaries in it."""
+    doc_starts: List[List[int]] = []
+    total = 0
+    for _, sentences in docs_tokens:
+        starts = list(itertools.accumulate(map(len, sentences), initial=total))
+        doc_starts.append(starts)
+        total = starts[-1]
+    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(s for _, s in docs_tokens)),
+                       dtype=np.int64, count=total)
+    return flat, doc_starts
+
+
+def _pack_spans(spans: List[Tuple[int, int, int, int, int]], flat: np.ndarray, cls_id: int, sep_id: int,
+                seq_len: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`[CLS] A [SEP] B [SEP]` rows gathered from span tuples: (input_ids [N, seq_len], lengths, seg_a, next)."""
+    n = len(spans)
+    arr = np.array(spans, dtype=np.int64).reshape(n, 5)
+    len_a, len_b = arr[:, 1] - arr[:, 0], arr[:, 3] - arr[:, 2]
+    ext = np.concatenate([flat, np.array([cls_id, sep_id], np.int64)])
+    cls_at, sep_at = np.full(n, len(flat), np.int64), np.full(n, len(flat) + 1, np.int64)
+    seg_start = np.stack([cls_at, arr[:, 0], sep_at, arr[:, 2], sep_at], axis=1).ravel()
+    seg_len = np.stack([np.ones(n, np.int64), len_a, np.ones(n, np.int64), len_b, (len_b > 0).astype(np.int64)],
+                       axis=1).ravel()
+    out_start = np.cumsum(seg_len) - seg_len
+    index = np.arange(int(seg_len.sum()), dtype=np.int64) + np.repeat(seg_start - out_start, seg_len)
+    lengths = len_a + len_b + 2 + (len_b > 0)
+    input_ids = np.zeros((n, seq_len), np.int64)
+    input_ids[np.arange(seq_len)[None, :] < lengths[:, None]] = ext[index]
+    return input_ids, lengths, len_a + 2, arr[:, 4].copy()
+
+
+def _pack_rows(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next: List[int], seq_len: int
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The same from per-instance token lists (SOP, MLM-only)."""
+    n = len(rows_ids)
     input_ids = np.zeros((n, seq_len), np.int64)
     lengths = np.fromiter(map(len, rows_ids), dtype=np.int64, count=n)
-    seg_a = np.array(rows_seg_a, dtype=np.int64).reshape(n)
+    if n:
+        input_ids[np.arange(seq_len)[None, :] < lengths[:, None]] = np.fromiter(
+            itertools.chain.from_iterable(rows_ids), dtype=np.int64, count=int(lengths.sum()))
+    return (input_ids, lengths, np.array(rows_seg_a, dtype=np.int64).reshape(n),
+            np.array(rows_next, dtype=np.int64).reshape(n))
+
+
+def _feature_arrays(input_ids: np.ndarray, lengths: np.ndarray, seg_a: np.ndarray, next_labels: np.ndarray,
+                    mask_seeds: np.ndarray, doc_ids: Optional[List[str]], cfg: BuildConfig,
+                    vocab: VocabInfo) -> Dict[str, np.ndarray]:
+    n, seq_len = input_ids.shape
     cols = np.arange(seq_len)[None, :]
     valid = cols < lengths[:, None]
-    if n:
-        input_ids[valid] = np.fromiter(itertools.chain.from_iterable(rows_ids), dtype=np.int64,
-                                       count=int(lengths.sum()))
     input_mask = valid.astype(np.int64)
     segment_ids = (valid & (cols >= seg_a[:, None])).astype(np.int64)
     # [CLS] at 0, [SEP] closing segment A and (with a pair) the sequence: never masked.
@@ -292,7 +354,7 @@ def _feature_arrays(rows_ids: List[List[int]], rows_seg_a: List[int], rows_next:
     else:
         features["word_starts"] = (starts & ~special).astype(np.int64)
     if cfg.pairing != "none":
-        features["next_sentence_labels"] = np.array(rows_next, dtype=np.int64).reshape(n, 1)
+        features["next_sentence_labels"] = next_labels.reshape(n, 1)
     if cfg.pairing == "sop":
         # ALBERT's token_boundary: 1 at [CLS]/[SEP] and at every piece that starts a word, 0 elsewhere.
         features["token_boundary"] = (starts | special).astype(np.int64)

@@ -40,21 +40,44 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if v.max() < 0x80:
         return v.astype(np.uint8).ravel(), np.full(rows, cols, np.int64)
     top = int(v.max())
-    # Token ids fit 32 bits: narrower arithmetic is about twice as fast as uint64.
-    utype = np.uint32 if top < (1 << 32) else np.uint64
-    u = v.astype(utype)
     width = 1
     while width < 10 and top >= (1 << (7 * width)):
         width += 1
-    shifts = (np.arange(width, dtype=utype) * utype(7))
-    groups = ((u[:, :, None] >> shifts[None, None, :]) & utype(0x7F)).astype(np.uint8)
-    nbytes = np.ones(u.shape, dtype=np.int64)
+    if width <= 8:
+        return _varint_packed(v, width)
+    utype = np.uint64
+    u = v.astype(utype).ravel()
+    nbytes = np.ones(u.shape, np.int64)
     for k in range(1, width):
         nbytes += u >= (1 << (7 * k))
-    col = np.arange(width)[None, None, :]
-    groups |= ((col < (nbytes[:, :, None] - 1)) * 0x80).astype(np.uint8)
-    keep = col < nbytes[:, :, None]
-    return groups[keep], nbytes.sum(axis=1)
+    ends = np.cumsum(nbytes)
+    out = np.empty(int(ends[-1]), np.uint8)
+    # Byte k of every value that has one, written straight to its place.
+    pos, val, left = ends - nbytes, u, nbytes
+    for k in range(width):
+        if k:
+            more = left > 1
+            pos, val, left = pos[more] + 1, val[more] >> utype(7), left[more] - 1
+        out[pos] = (val & utype(0x7F)).astype(np.uint8) | ((left > 1).view(np.uint8) << np.uint8(7))
+    return out, np.diff(ends[cols - 1::cols], prepend=0)
+
+
+def _varint_packed(v: np.ndarray, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """varint_flat for values of at most 8 varint bytes: each value's bytes packed into one little-endian
+    word (token ids fit 32 bits, about twice as fast as 64), then the unused high bytes dropped in one pass."""
+    rows, cols = v.shape
+    wtype = np.dtype("<u4") if width <= 4 else np.dtype("<u8")
+    u = v.astype(wtype).ravel()
+    nbytes = np.ones(u.shape, np.uint8)
+    packed = u & wtype.type(0x7F)
+    for k in range(1, width):
+        more = u >= (1 << (7 * k))
+        nbytes += more
+        packed |= ((u >> wtype.type(7 * k)) & wtype.type(0x7F)) << wtype.type(8 * k)
+        packed |= more.astype(wtype) << wtype.type(8 * k - 1)  # continuation bit of byte k - 1
+    keep = np.arange(wtype.itemsize, dtype=np.uint8)[None, :] < nbytes[:, None]
+    out = packed.view(np.uint8).reshape(-1, wtype.itemsize)[keep]
+    return out, nbytes.reshape(rows, cols).sum(axis=1, dtype=np.int64)
 
 
 def varint_rows(values: np.ndarray) -> List[bytes]:
@@ -170,15 +193,25 @@ def _encode_chunk(features: Mapping[str, np.ndarray], names: Sequence[str]) -> L
     starts = np.stack([ostart] + [s + len(odata) for s in seg_start], axis=1)
     lens = np.stack([olen] + seg_len, axis=1)
     big = np.concatenate(buffers)
-    flat_len = lens.ravel()
-    out_start = np.cumsum(flat_len) - flat_len
-    total = int(flat_len.sum())
-    index = np.arange(total, dtype=np.int64) + np.repeat(starts.ravel() - out_start, flat_len)
-    data = big[index].tobytes()
+    data = big[_gather_index(starts.ravel(), lens.ravel())].tobytes()
     row_len = lens.sum(axis=1)
     ends = np.cumsum(row_len).tolist()
     begins = [0] + ends[:-1]
     return [data[b:e] for b, e in zip(begins, ends)]
+
+
+def _gather_index(seg_start: np.ndarray, seg_len: np.ndarray) -> np.ndarray:
+    """Indices that read the segments [start, start + len) one after another: a running sum of ones that
+    jumps at each segment's first byte (one pass, about 3x faster than arange + repeat)."""
+    keep = seg_len > 0
+    starts, lens = seg_start[keep], seg_len[keep]
+    if not len(lens):
+        return np.zeros(0, np.int64)
+    ends = np.cumsum(lens)
+    delta = np.ones(int(ends[-1]), np.int64)
+    delta[0] = starts[0]
+    delta[ends[:-1]] = starts[1:] - (starts[:-1] + lens[:-1] - 1)
+    return np.cumsum(delta, out=delta)
 
 
 def encode_examples_slow(features: Mapping[str, np.ndarray]) -> List[bytes]:

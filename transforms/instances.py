@@ -11,6 +11,7 @@ NSP/SOP trim a chunk longer than the sequence as the reference does (counted by 
 sentence too long for a pair into pieces at the weakest-possible boundary first (clause punctuation
 such as , ; : and the Tibetan shad, then a tsheg, then a word start, then a fixed window).
 """
+import bisect
 import dataclasses
 import random
 import unicodedata
@@ -430,3 +431,92 @@ def create_instances(document: Sequence[TokenIds], pick_random_document, cfg: In
     if cfg.pairing == "none":
         return create_single_segment_instances(document, cfg, rng, stats, breaks)
     raise ValueError(f"--pairing={cfg.pairing!r} is not supported (use nsp, sop or none)")
+
+
+def nsp_instance_spans(starts: Sequence[int], doc_index: int, doc_starts: Sequence[Sequence[int]],
+                       cfg: InstanceConfig, rng: random.Random, stats: DocumentStats,
+                       out: List[Tuple[int, int, int, int, int]]) -> int:
+    """`create_nsp_instances` as token spans of a bucket-wide flat token array, without token lists.
+
+    starts: this document's sentence boundaries in the flat array (sentence k is starts[k]:starts[k+1]);
+    doc_starts: every document's boundaries (the random-next pool; this one is doc_starts[doc_index]).
+    Appends one (a_lo, a_hi, b_lo, b_hi, is_random_next) per instance to `out` and returns how many.
+    Makes exactly the draws of `create_nsp_instances` in the same order (a test checks the instances
+    and counters against it), so both give the same records: the random-document pick is the bucket's
+    `rng.randint(0, n_docs - 2)` skipping this document. `rng._randbelow(n)` is what `randint(a, a + n - 1)`
+    returns less `a`, without randint's argument checks (a third of the per-instance cost).
+    """
+    randbelow, random_, getrandbits = rng._randbelow, rng.random, rng.getrandbits  # pylint: disable=protected-access
+    max_num_tokens = cfg.max_seq_length - 3
+    target = _target_length(max_num_tokens, cfg.short_seq_prob, rng)
+    n_sent = len(starts) - 1
+    n_docs = len(doc_starts)
+    last = n_sent - 1
+    made = 0
+    c0 = 0  # first sentence of the current chunk
+    while c0 < n_sent:
+        # The chunk grows a sentence at a time until it reaches the target or the document ends.
+        i = min(last, bisect.bisect_left(starts, starts[c0] + target, c0 + 1) - 1)
+        c = i - c0 + 1
+        a_end = 1 + randbelow(c - 1) if c >= 2 else 1
+        a_lo, a_hi = starts[c0], starts[c0 + a_end]
+        want_random = c == 1 or random_() < 0.5
+        if want_random and n_docs >= 2:
+            other = randbelow(n_docs - 1)
+            rd = doc_starts[other + 1 if other >= doc_index else other]
+            start = randbelow(len(rd) - 1)
+            j = min(len(rd) - 2, bisect.bisect_left(rd, rd[start] + target - (a_hi - a_lo), start + 1) - 1)
+            b_lo, b_hi = rd[start], rd[j + 1]
+            is_random = 1
+            used_end = c0 + a_end
+            next_c0 = c0 + a_end  # the unused sentences start the next chunk
+        elif c >= 2:
+            if want_random:
+                stats.random_next_unavailable += 1
+            b_lo, b_hi = a_hi, starts[i + 1]
+            is_random = 0
+            used_end = next_c0 = i + 1
+        else:
+            stats.random_next_unavailable += 1
+            stats.chunks_dropped_no_pair += 1
+            stats.lost_no_pair += starts[i + 1] - starts[c0]
+            c0 = i + 1
+            continue
+        len_a, len_b = a_hi - a_lo, b_hi - b_lo
+        excess = len_a + len_b - max_num_tokens
+        if excess > 0:
+            # truncate_seq_pair: the cut of each segment follows from the lengths; the front/back coins
+            # are one getrandbits per cut segment, A first.
+            cut_a = cut_b = 0
+            if len_a > len_b:
+                cut_a = min(excess, len_a - len_b)
+            elif len_b > len_a:
+                cut_b = min(excess, len_b - len_a)
+            rest = excess - cut_a - cut_b
+            cut_b += (rest + 1) // 2
+            cut_a += rest // 2
+            assert (cut_a < len_a or not len_a) and (cut_b < len_b or not len_b), "truncation would empty a segment"
+            if cut_a:
+                front = bin(getrandbits(cut_a)).count("1")
+                a_lo, a_hi = a_lo + front, a_hi - (cut_a - front)
+            if cut_b:
+                front = bin(getrandbits(cut_b)).count("1")
+                b_lo, b_hi = b_lo + front, b_hi - (cut_b - front)
+            stats.truncated_tokens += excess
+            own_lost = cut_a + (0 if is_random else cut_b)
+            if own_lost:
+                longest = max(starts[k + 1] - starts[k] for k in range(c0, used_end))
+                if longest > max_num_tokens:
+                    stats.lost_over_long_sentence += own_lost
+                else:
+                    stats.lost_chunk_end_truncation += own_lost
+        if is_random:
+            stats.own_tokens_in_instances += a_hi - a_lo
+            stats.borrowed_tokens_in_instances += b_hi - b_lo
+        else:
+            stats.own_tokens_in_instances += (a_hi - a_lo) + (b_hi - b_lo)
+        out.append((a_lo, a_hi, b_lo, b_hi, is_random))
+        made += 1
+        c0 = next_c0
+    stats.instances += made
+    return made

@@ -1,7 +1,7 @@
 """Deterministic seeds from (random_seed, stable element key): blake2b, never hash() or arrival order."""
 import hashlib
 import random
-from typing import Union
+from typing import Iterable, List, Sequence, Union
 
 import numpy as np
 
@@ -58,3 +58,10 @@ def shard_array(keys: np.ndarray, num_shards: int) -> np.ndarray:
     if num_shards >= 1 << 32:
         raise ValueError("num_shards must be below 2**32")
     return (((keys >> np.uint64(32)) * np.uint64(num_shards)) >> np.uint64(32)).astype(np.int64)
+
+
+def seed64_series(prefix: Sequence[Part], lasts: Iterable[Part]) -> List[int]:
+    """[seed64(*prefix, last) for last in lasts], encoding the common prefix once (per-copy seeds of a document)."""
+    head = _encode(prefix)
+    return [int.from_bytes(hashlib.blake2b(head + _encode((last,)), digest_size=8).digest(), "little")
+            for last in lasts]

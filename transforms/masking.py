@@ -164,16 +164,36 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
     """SplitMix64 over a uint64 array (wrapping arithmetic): a counter-based random generator."""
-    x = x + _GOLDEN
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
+    x = x + _GOLDEN  # a new array: the caller's stays as it was; the rest works in place
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def _uniform(row_seeds: np.ndarray, stream: int, counter: np.ndarray) -> np.ndarray:
     """Uniform [0, 1) draws keyed by (row seed, stream, counter): independent of batch composition."""
-    base = _splitmix(row_seeds.astype(np.uint64) ^ np.uint64(stream * 0x100000001B3))
+    return _uniform_from_base(_stream_base(row_seeds, stream), counter)
+
+
+def _stream_base(row_seeds: np.ndarray, stream: int) -> np.ndarray:
+    return _splitmix(row_seeds.astype(np.uint64) ^ np.uint64(stream * 0x100000001B3))
+
+
+def _uniform_from_base(base: np.ndarray, counter: np.ndarray) -> np.ndarray:
     return (_splitmix(base + counter.astype(np.uint64)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _row_cumsum(flags: np.ndarray) -> np.ndarray:
+    """np.cumsum(flags, axis=1) of a C-ordered [N, L] bool array, as one flat running sum less each row's
+    start (numpy's per-row accumulation costs about twice as much for short rows)."""
+    dtype = np.int32 if flags.size < (1 << 31) else np.int64
+    total = np.cumsum(flags.ravel(), dtype=dtype).reshape(flags.shape)
+    if flags.shape[0] > 1 and flags.shape[1]:
+        total[1:] -= total[:-1, -1:]  # numpy reads the overlapping operand as it was before the update
+    return total
 
 
 def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, continues_word: np.ndarray,
@@ -204,39 +224,50 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     budget = np.minimum(p, np.maximum(1, np.round(seq_len * cfg.masked_lm_prob).astype(np.int64)))
     # Candidate units: a maskable token starts a unit unless it continues a word and some earlier
     # token of the row was a candidate (the reference appends it to the last candidate then).
-    seen_before = (np.cumsum(maskable, axis=1) - maskable) > 0
+    seen_before = _row_cumsum(maskable) > maskable
     joins = continues_word.astype(bool) & seen_before if cfg.do_whole_word_mask else np.zeros_like(maskable)
     starts = maskable & ~joins
-    unit = np.cumsum(starts, axis=1) - 1
+    unit = _row_cumsum(starts)
+    unit -= 1
     n_units = starts.sum(axis=1)
     u_max = int(n_units.max()) if n else 0
     if u_max == 0:
         return out, positions, labels, weights
-    flat_unit = (np.arange(n)[:, None] * u_max + np.clip(unit, 0, None))[maskable]
-    unit_len = np.bincount(flat_unit, minlength=n * u_max).reshape(n, u_max)
+    row_base = np.arange(n, dtype=np.int64)[:, None] * u_max
+    flat_unit = (unit + row_base)[maskable]  # unit >= 0 wherever maskable: the first maskable token starts one
+    unit_len = np.bincount(flat_unit, minlength=n * u_max)
     valid_unit = np.arange(u_max)[None, :] < n_units[:, None]
     order_keys = _uniform(row_seeds[:, None], 0, np.arange(u_max, dtype=np.uint64)[None, :])
     order_keys[~valid_unit] = 2.0
     # Valid keys are distinct 53-bit draws, and the order among invalid units (all 2.0) never matters,
-    # so the faster unstable sort gives the same selection everywhere.
+    # so the faster unstable sort gives the same selection everywhere. Sorted, a row's valid units come
+    # first (keys < 1 < 2.0): the r-th unit in order is valid exactly when r < n_units.
     order = np.argsort(order_keys, axis=1)
-    lens = np.take_along_axis(unit_len, order, axis=1)
-    valid = np.take_along_axis(valid_unit, order, axis=1)
-    taken = np.zeros((n, u_max), bool)
+    chosen_unit = np.zeros(n * u_max, bool)
     count = np.zeros(n, np.int64)
-    for r in range(u_max):
-        fit = valid[:, r] & (count + lens[:, r] <= budget)
-        count += np.where(fit, lens[:, r], 0)
-        taken[:, r] = fit
-        if r % 16 == 15 and not (valid[:, r + 1:].any(axis=1) & (count < budget)).any():
+    block = 16
+    for r0 in range(0, u_max, block):
+        # Units taken greedily in their random order while they fit the budget; a block of 16 at a time,
+        # stopping once no row can take more (most rows fill their budget within the first few blocks).
+        where = row_base + order[:, r0:r0 + block]
+        lens = unit_len[where]
+        taken = np.zeros(where.shape, bool)
+        for j in range(where.shape[1]):
+            fit = (n_units > r0 + j) & (count + lens[:, j] <= budget)
+            count += np.where(fit, lens[:, j], 0)
+            taken[:, j] = fit
+        chosen_unit[where[taken]] = True
+        if not ((n_units > r0 + block) & (count < budget)).any():
             break
-    chosen_unit = np.zeros((n, u_max), bool)
-    np.put_along_axis(chosen_unit, order, taken, axis=1)
-    chosen = maskable & np.take_along_axis(chosen_unit, np.clip(unit, 0, None), axis=1)
+    chosen = np.zeros_like(maskable)
+    chosen[maskable] = chosen_unit[flat_unit]
     rows, cols = np.nonzero(chosen)  # row-major: positions ascending within each row
-    u1 = _uniform(row_seeds[rows], 1, cols)
-    u2 = _uniform(row_seeds[rows], 2, cols)
-    rand_ids = np.minimum((_uniform(row_seeds[rows], 3, cols) * vocab_size).astype(np.int64), vocab_size - 1)
+    # Streams 1-3 per chosen position: the per-row part of each key once per row, not once per position.
+    seeds = row_seeds.astype(np.uint64)
+    u1 = _uniform_from_base(_stream_base(seeds, 1)[rows], cols)
+    u2 = _uniform_from_base(_stream_base(seeds, 2)[rows], cols)
+    rand_ids = np.minimum((_uniform_from_base(_stream_base(seeds, 3)[rows], cols) * vocab_size).astype(np.int64),
+                          vocab_size - 1)
     keep_share = 1.0 - cfg.mask_prob - cfg.random_prob
     keep_given_not_mask = keep_share / (1.0 - cfg.mask_prob) if cfg.mask_prob < 1.0 else 0.0
     originals = input_ids[rows, cols]
