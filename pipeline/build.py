@@ -491,6 +491,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     InputError) for bad flags or inputs before any work starts."""
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
+    runtime_env.tune_malloc()  # glibc heap thresholds (no-op elsewhere); subprocesses inherit the variables
     import gc  # pylint: disable=import-outside-toplevel
     gc.disable()  # no full collections while Beam's ~100,000 module objects load
     runtime_env.install_log_filters()

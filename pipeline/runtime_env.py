@@ -1,6 +1,8 @@
-"""Process environment of a build: native thread pools sized to one thread, a cheaper garbage collector, and
-one-line, noise-free logs."""
+"""Process environment of a build: native thread pools sized to one thread, a cheaper garbage collector and
+allocator, and one-line, noise-free logs."""
 import codecs
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -50,11 +52,57 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# glibc malloc: serve blocks up to 256 MB from the heap (not fresh mmap/munmap pairs) and give freed heap
+# memory back to the system only when 256 MB sit free at its top. Building instances allocates and frees
+# lists of a few hundred KB to a few MB per document batch; with glibc's defaults each such block is an
+# mmap + munmap pair (page faults, zeroing) and each free at the heap's top a trim. Measured on en_books_dev
+# x20: build_instances 3.19 -> 2.66 CPU-s, no peak-RSS growth (a build's live set is bounded; the heap is
+# reused, not grown). Environment variables (MALLOC_*_) only act when a process starts, so mallopt is
+# called at run time; the variables are also set for worker subprocesses started later.
+M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
+M_MMAP_THRESHOLD = -3
+MALLOC_THRESHOLD_BYTES = 256 * 1024 * 1024
+MALLOC_ENV: Dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(MALLOC_THRESHOLD_BYTES),
+                              "MALLOC_TRIM_THRESHOLD_": str(MALLOC_THRESHOLD_BYTES)}
+
+
+def _glibc() -> Optional[ctypes.CDLL]:
+    """The C library if it is glibc (has mallopt and gnu_get_libc_version), else None."""
+    try:
+        name = ctypes.util.find_library("c") or "libc.so.6"
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # pylint: disable=pointless-statement  # only glibc has it
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        libc.mallopt.restype = ctypes.c_int
+        return libc
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def tune_malloc(threshold: int = MALLOC_THRESHOLD_BYTES, env: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Sets glibc's mmap and trim thresholds in this process (and, where the user has not set them, the
+    MALLOC_*_ variables children inherit). True when both mallopt calls succeeded; False, doing nothing to
+    this process, where the C library is not glibc or refuses -- never an error."""
+    env = os.environ if env is None else env
+    libc = _glibc()
+    if libc is None:
+        return False
+    for name in MALLOC_ENV:
+        env.setdefault(name, str(threshold))
+    try:
+        mmap_ok = libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
+        trim_ok = libc.mallopt(M_TRIM_THRESHOLD, threshold) == 1
+        return mmap_ok and trim_ok
+    except (OSError, ctypes.ArgumentError):
+        return False
+
+
 def prepare_worker() -> None:
     """Called in each build worker's DoFn.setup: the thread-pool variables for anything loaded from now on
     (on Dataflow the SDK process starts without them; numpy is loaded by then, but the build makes no BLAS
-    calls, so its pool stays idle) and the collector settings above."""
+    calls, so its pool stays idle), the allocator thresholds and the collector settings above."""
     limit_thread_pools()
+    tune_malloc()
     freeze_startup_objects()
 
 
