@@ -42,3 +42,20 @@ def test_corrupt_record_is_reported_with_path():
     data[14] ^= 0xFF
     with pytest.raises(IOError, match="somefile.*corrupt data CRC"):
         list(read_records(io.BytesIO(bytes(data)), None, "somefile"))
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_write_many_matches_write(compression):
+    records = [bytes([i % 251]) * (i * 37 % 300) for i in range(500)]  # repeated and distinct lengths, empty
+    one, many = io.BytesIO(), io.BytesIO()
+    a, b = TFRecordWriter(one, compression), TFRecordWriter(many, compression)
+    a_close, b_close = one.getvalue, many.getvalue
+    for r in records:
+        a.write(r)
+    b.write_many(iter(records), batch_bytes=1000)  # several batches
+    assert a.count == b.count == len(records)
+    one.close = many.close = lambda: None  # keep the buffers readable after close
+    a.close()
+    b.close()
+    assert a_close() == b_close()
+    assert list(read_records(io.BytesIO(b_close()), compression)) == records

@@ -355,8 +355,7 @@ class _WriteShardFn(beam.DoFn):
         stream, tmp = fileio.create_temp_for(path)
         counting = _CountingStream(stream)
         writer = TFRecordWriter(counting, plan.compression)
-        for record in records:
-            writer.write(record)
+        writer.write_many(records)
         writer.close()
         if writer.count != expected:
             fileio.delete([tmp])

@@ -2,11 +2,13 @@
 import gzip
 import io
 import struct
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional
 
 import google_crc32c
 
 _MASK_DELTA = 0xA282EAD8
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -36,6 +38,32 @@ class TFRecordWriter:
     def write(self, data: bytes) -> None:
         self._out.write(frame_record(data))
         self.count += 1
+
+    def write_many(self, records: Iterable[bytes], batch_bytes: int = 4 << 20) -> None:
+        """Writes every record of `records`, the same bytes as write() one by one, framed in batches of about
+        batch_bytes joined into one write: a shard of 10^5 small records costs few write calls, and the
+        length header's CRC is computed once per distinct length."""
+        value, pack_i, pack_q = google_crc32c.value, _U32.pack, _U64.pack
+        headers: Dict[int, bytes] = {}
+        parts: List[bytes] = []
+        size = count = 0
+        for data in records:
+            n = len(data)
+            header = headers.get(n)
+            if header is None:
+                length = pack_q(n)
+                header = headers[n] = length + pack_i(masked_crc32c(length))
+            crc = value(data)
+            parts += (header, data, pack_i((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF))
+            size += n
+            count += 1
+            if size >= batch_bytes:
+                self._out.write(b"".join(parts))
+                parts.clear()
+                size = 0
+        if parts:
+            self._out.write(b"".join(parts))
+        self.count += count
 
     def close(self) -> None:
         if self._gzip is not None:
