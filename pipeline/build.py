@@ -14,8 +14,7 @@ from pipeline import flags as flaglib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf-text) start-up chatter
 
 BOOL_FLAGS = ("do_lower_case", "do_whole_word_mask", "overwrite", "favor_shorter_ngram", "strip_accents",
-              "write_document_ids")
-BOOL_FLAGS += ("allow_local_paths",)
+              "write_document_ids", "allow_local_paths")
 # Rough TFRecord bytes per input byte per dupe copy (measured: ~1.9 on English books at seq 128),
 # used only to pick a shard count when --num_shards is not given.
 OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
@@ -271,6 +270,11 @@ def is_local_runner(runner_name: str) -> bool:
     return runner_name.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
 
 
+def is_dask_runner(runner_name: str) -> bool:
+    """`--runner=DaskRunner` (or its dotted path): Beam's DaskRunner, which Beam's short names do not include."""
+    return runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask")
+
+
 def resolve_shuffle(shuffle: str, runner_name: str) -> str:
     """--shuffle=auto: run files on local disk for the local DirectRunner (flat memory), the runner's own
     GroupByKey everywhere else (no intermediate files on shared storage)."""
@@ -349,6 +353,11 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
         raise FlagError(f"--output_dir={output_dir} cannot be written: {e}") from e
 
 
+def text_bytes(inputs) -> int:
+    """The corpus's size as text: gzip sizes are compressed, and text compresses about 3x, so they count 3x."""
+    return sum(f.size * (3 if f.is_gzip else 1) for f in inputs)
+
+
 AUTO_SPLIT_RANGES = 64  # --input_split_mb=0: aim for this many ranges ...
 AUTO_SPLIT_MIN_MB, AUTO_SPLIT_MAX_MB = 1.0, 64.0  # ... of 1 to 64 MB each
 
@@ -359,7 +368,7 @@ def choose_split_bytes(input_split_mb: float, inputs) -> int:
     least 1 MB keep buckets (1 MB of text) whole; at most 64 MB keeps a range a few minutes of one worker."""
     if input_split_mb > 0:
         return int(input_split_mb * (1 << 20))
-    total_mb = sum(f.size * (3 if f.is_gzip else 1) for f in inputs) / (1 << 20)
+    total_mb = text_bytes(inputs) / (1 << 20)
     mb = min(AUTO_SPLIT_MAX_MB, max(AUTO_SPLIT_MIN_MB, total_mb / AUTO_SPLIT_RANGES))
     return int(mb * (1 << 20))
 
@@ -367,9 +376,7 @@ def choose_split_bytes(input_split_mb: float, inputs) -> int:
 def choose_num_shards(args, inputs) -> int:
     if args.num_shards:
         return args.num_shards
-    # gzip sizes are compressed: text compresses about 3x, so count them as 3x larger.
-    total = sum(f.size * (3 if f.is_gzip else 1) for f in inputs)
-    estimate = total * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+    estimate = text_bytes(inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
     return max(1, int(math.ceil(estimate / (args.target_shard_mb * (1 << 20)))))
 
 
@@ -380,7 +387,7 @@ MAX_SHARD_MB_RUNNER_SHUFFLE = 1024
 def shard_size_warning(args, inputs, num_shards: int) -> Optional[str]:
     """With --shuffle=runner a shard is held and sorted in one worker's memory: warn when the estimated shard
     size exceeds MAX_SHARD_MB_RUNNER_SHUFFLE (raise --num_shards or lower --target_shard_mb)."""
-    total = sum(f.size * (3 if f.is_gzip else 1) for f in inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+    total = text_bytes(inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
     per_shard_mb = total / max(1, num_shards) / (1 << 20)
     if per_shard_mb <= MAX_SHARD_MB_RUNNER_SHUFFLE:
         return None
@@ -440,7 +447,7 @@ def local_runner(runner_name: str):
     if runner_name in ("DirectRunner", "direct"):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
         return FnApiRunner()
-    if runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask"):
+    if is_dask_runner(runner_name):
         try:
             from apache_beam.runners.dask.dask_runner import DaskRunner  # pylint: disable=import-outside-toplevel
         except ImportError as e:
@@ -537,7 +544,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     for plan in plans:
         fileio.makedirs(plan.output_dir)
 
-    if runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask"):
+    if is_dask_runner(runner_name):
         beam_args = dask_beam_args(beam_args)
     options = PipelineOptions(beam_args)
     options.view_as(SetupOptions).save_main_session = False

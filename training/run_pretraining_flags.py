@@ -4,13 +4,11 @@ import math
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from training.config import ConfigError
+from training.config import _BOOL_FALSE, _BOOL_TRUE, ConfigError, parse_bool
 
 # Same name and meaning in run_pretraining.py and `bertbeam train`: passed through untouched.
 # (--output_dir too, but bertbeam writes the run to OUTPUT_DIR/RUN_PREFIX; see the note.)
 TPU_FLAGS = ("use_tpu", "tpu_name", "tpu_zone", "num_tpu_cores", "gcp_project", "master")
-_BOOL_TRUE = {"true", "1", "yes", "t", "y"}
-_BOOL_FALSE = {"false", "0", "no", "f", "n"}
 _BOOL_FLAGS = {"do_train", "do_eval", "use_tpu"}
 # Flags this module consumes (the rest are `bertbeam train`'s own and pass through).
 _OWN = {"input_file", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps", "keep_checkpoint_max",
@@ -56,12 +54,10 @@ def _split(argv: Sequence[str]) -> Tuple[List[Tuple[str, Optional[str]]], List[s
 
 
 def _bool(name: str, value: Optional[str]) -> bool:
-    text = str(value).strip().lower()
-    if text in _BOOL_TRUE:
-        return True
-    if text in _BOOL_FALSE:
-        return False
-    raise RunPretrainingFlagError(f"--{name}: expected a boolean, got {value!r}")
+    try:
+        return parse_bool(value, name)  # the trainer's own absl-style booleans
+    except ConfigError as e:
+        raise RunPretrainingFlagError(str(e)) from e
 
 
 def _int(name: str, value: Optional[str]) -> int:

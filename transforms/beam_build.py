@@ -18,7 +18,7 @@ import dataclasses
 import json
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -111,6 +111,15 @@ class _Progress:
     def setup(self) -> None:
         self._recorder = progress.Recorder()
         runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
+
+    def timed_read(self, buckets: Iterable[Any]) -> Iterator[Any]:
+        """The buckets, unchanged, with the CPU time spent producing each (reading, parsing) added to "read"."""
+        started = time.thread_time()
+        for bucket in buckets:
+            self.clock.add("read", time.thread_time() - started)
+            yield bucket
+            started = time.thread_time()
+        self.clock.add("read", time.thread_time() - started)
 
     def first_document(self) -> None:
         startup = self._recorder.first_document()
@@ -205,9 +214,8 @@ class _BuildRunsFn(beam.DoFn):
         watch = self._builder.progress
         watch.first_document()
         read_counts: Dict[str, int] = {}
-        started, reported = time.thread_time(), 0
-        for bucket in _read_range(self._plans[0], self._segmenter, rng, read_counts):
-            watch.clock.add("read", time.thread_time() - started)
+        reported = 0
+        for bucket in watch.timed_read(_read_range(self._plans[0], self._segmenter, rng, read_counts)):
             instances = 0
             for index, result in self._builder.build(bucket):
                 yield ("counts", index, result.counts)
@@ -223,8 +231,6 @@ class _BuildRunsFn(beam.DoFn):
                 for shard, (offset, length, count) in shard_index.items():
                     yield ("slice", (index, int(shard)), (run_path, offset, length, count))
             reported = watch.report(rng, bucket[-1].key, len(bucket), instances, reported)
-            started = time.thread_time()
-        watch.clock.add("read", time.thread_time() - started)
         watch.report(rng, reported=reported)
         self._builder.count_reader_drops(read_counts)
         for index in range(len(self._plans)):
@@ -247,13 +253,10 @@ class _ReadBucketsFn(beam.DoFn):
         watch = self._progress
         watch.first_document()
         read_counts: Dict[str, int] = {}
-        started, reported = time.thread_time(), 0
-        for bucket in _read_range(self._plan, self._segmenter, rng, read_counts):
-            watch.clock.add("read", time.thread_time() - started)
+        reported = 0
+        for bucket in watch.timed_read(_read_range(self._plan, self._segmenter, rng, read_counts)):
             reported = watch.report(rng, bucket[-1].key, len(bucket), reported=reported)
             yield ("bucket", keys.seed64(bucket[0].key), bucket)
-            started = time.thread_time()
-        watch.clock.add("read", time.thread_time() - started)
         watch.report(rng, reported=reported)
         yield ("counts", None, read_counts)
 
