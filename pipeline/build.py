@@ -501,14 +501,16 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     runtime_env.tune_malloc()  # glibc heap thresholds (no-op elsewhere); subprocesses inherit the variables
     import gc  # pylint: disable=import-outside-toplevel
     gc.disable()  # no full collections while Beam's ~100,000 module objects load
-    runtime_env.install_log_filters()
-    import apache_beam as beam  # pylint: disable=import-outside-toplevel
-    from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
-    from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
-    from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
-    from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
-    from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
-    gc.enable()
+    try:
+        runtime_env.install_log_filters()
+        import apache_beam as beam  # pylint: disable=import-outside-toplevel
+        from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
+        from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
+        from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
+        from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
+        from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
+    finally:  # a failed import must not leave the collector off for the rest of the process
+        gc.enable()
 
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()

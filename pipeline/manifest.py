@@ -164,13 +164,18 @@ def reconcile_problems(manifest: Dict[str, Any]) -> List[str]:
     return problems
 
 
+def _loss_reasons(tok: Dict[str, Any]) -> Dict[str, Any]:
+    """Why tokens read did not reach an instance: dropped with their document, or lost per copy."""
+    return dict(tok.get("dropped", {}), **tok.get("lost", {}))
+
+
 def loss_warning(manifest: Dict[str, Any]) -> Optional[str]:
     """A loud message when more than MAX_LOST_SHARE of the tokens read never reached an instance."""
     tok = manifest.get("tokens", {})
     share = tok.get("reached_instance_share")
     if share is None or not tok.get("read") or share >= 1.0 - MAX_LOST_SHARE:
         return None
-    why = dict(tok.get("dropped", {}), **tok.get("lost", {}))
+    why = _loss_reasons(tok)
     return (f"only {share:.1%} of the {tok['read']} tokens read reached an instance (more than "
             f"{MAX_LOST_SHARE:.0%} lost; by reason, per copy: {why}); with sentences much longer than "
             f"--max_seq_length use --input_format text/jsonl (long sentences are split) or --pairing none")
@@ -181,8 +186,7 @@ def token_share_line(manifest: Dict[str, Any]) -> str:
     tok = manifest.get("tokens", {})
     if "reached_instance_share" not in tok:
         return f"tokens {tok.get('used', 0)}"
-    lost = dict(tok.get("dropped", {}), **tok.get("lost", {}))
-    why = ", ".join(f"{k} {v}" for k, v in lost.items()) or "none"
+    why = ", ".join(f"{k} {v}" for k, v in _loss_reasons(tok).items()) or "none"
     if manifest.get("pairing") == "none":
         how = f"chunks cut and carried on: {manifest.get('pairing_stats', {}).get('mlm_chunks_cut', 0)}"
     else:

@@ -4,7 +4,6 @@ tf.compat.v1.train.Saver with random values, loads into the Flax model with ever
 import json
 
 import numpy as np
-import pytest
 
 # multi_cased_L-12_H-768_A-12 with H=768 -> 24 and intermediate 3072 -> 48 (12 heads of width 2).
 CONFIG = {"attention_probs_dropout_prob": 0.1, "directionality": "bidi", "hidden_act": "gelu",
