@@ -37,9 +37,9 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.uint8), np.zeros(rows, np.int64)
     if v.min() < 0:
         raise ValueError("negative values are not supported by the fast Example encoder")
-    if v.max() < 0x80:
-        return v.astype(np.uint8).ravel(), np.full(rows, cols, np.int64)
     top = int(v.max())
+    if top < 0x80:
+        return v.astype(np.uint8).ravel(), np.full(rows, cols, np.int64)
     width = 1
     while width < 10 and top >= (1 << (7 * width)):
         width += 1
@@ -64,20 +64,20 @@ def varint_flat(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 def _varint_packed(v: np.ndarray, width: int) -> Tuple[np.ndarray, np.ndarray]:
     """varint_flat for values of at most 8 varint bytes: each value's bytes packed into one little-endian
-    word (token ids fit 32 bits, about twice as fast as 64), then the unused high bytes dropped in one pass."""
+    word (token ids fit 32 bits, about twice as fast as 64) beside a word of byte-kept flags, then the unused
+    high bytes dropped by one `np.compress` (about 4x faster than a boolean index with a broadcast mask)."""
     rows, cols = v.shape
     wtype = np.dtype("<u4") if width <= 4 else np.dtype("<u8")
     u = v.astype(wtype).ravel()
-    nbytes = np.ones(u.shape, np.uint8)
     packed = u & wtype.type(0x7F)
+    kept = np.ones(u.shape, wtype)  # byte k of the word is 1 where the value has a varint byte k
     for k in range(1, width):
-        more = u >= (1 << (7 * k))
-        nbytes += more
+        more = (u >= (1 << (7 * k))).astype(wtype)
         packed |= ((u >> wtype.type(7 * k)) & wtype.type(0x7F)) << wtype.type(8 * k)
-        packed |= more.astype(wtype) << wtype.type(8 * k - 1)  # continuation bit of byte k - 1
-    keep = np.arange(wtype.itemsize, dtype=np.uint8)[None, :] < nbytes[:, None]
-    out = packed.view(np.uint8).reshape(-1, wtype.itemsize)[keep]
-    return out, nbytes.reshape(rows, cols).sum(axis=1, dtype=np.int64)
+        packed |= more << wtype.type(8 * k - 1)  # continuation bit of byte k - 1
+        kept |= more << wtype.type(8 * k)
+    out = np.compress(kept.view(np.bool_), packed.view(np.uint8))
+    return out, kept.view(np.uint8).reshape(rows, cols * wtype.itemsize).sum(axis=1, dtype=np.int64)
 
 
 def varint_rows(values: np.ndarray) -> List[bytes]:
@@ -193,7 +193,7 @@ def _encode_chunk(features: Mapping[str, np.ndarray], names: Sequence[str]) -> L
     starts = np.stack([ostart] + [s + len(odata) for s in seg_start], axis=1)
     lens = np.stack([olen] + seg_len, axis=1)
     big = np.concatenate(buffers)
-    data = big[_gather_index(starts.ravel(), lens.ravel())].tobytes()
+    data = np.take(big, _gather_index(starts.ravel(), lens.ravel())).tobytes()
     row_len = lens.sum(axis=1)
     ends = np.cumsum(row_len).tolist()
     begins = [0] + ends[:-1]
@@ -202,13 +202,15 @@ def _encode_chunk(features: Mapping[str, np.ndarray], names: Sequence[str]) -> L
 
 def _gather_index(seg_start: np.ndarray, seg_len: np.ndarray) -> np.ndarray:
     """Indices that read the segments [start, start + len) one after another: a running sum of ones that
-    jumps at each segment's first byte (one pass, about 3x faster than arange + repeat)."""
+    jumps at each segment's first byte (one pass, about 3x faster than arange + repeat). int32 where the
+    indices fit (a chunk's buffers always do): half the memory traffic of int64, for `np.take`."""
     keep = seg_len > 0
     starts, lens = seg_start[keep], seg_len[keep]
     if not len(lens):
         return np.zeros(0, np.int64)
     ends = np.cumsum(lens)
-    delta = np.ones(int(ends[-1]), np.int64)
+    fits = int(ends[-1]) < (1 << 31) and int(starts.max()) < (1 << 31)
+    delta = np.ones(int(ends[-1]), np.int32 if fits else np.int64)
     delta[0] = starts[0]
     delta[ends[:-1]] = starts[1:] - (starts[:-1] + lens[:-1] - 1)
     return np.cumsum(delta, out=delta)
