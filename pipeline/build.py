@@ -283,20 +283,39 @@ def resolve_shuffle(shuffle: str, runner_name: str) -> str:
     return "local_files" if is_local_runner(runner_name) else "runner"
 
 
+def _path_flags(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """(flag, path) for every file or folder a build reads or writes."""
+    named = [("input_file", p.strip()) for p in args.input_file.split(",") if p.strip()]
+    return named + [(flag, getattr(args, flag)) for flag in ("output_dir", "vocab_file", "spm_model_file")
+                    if getattr(args, flag)]
+
+
 def check_remote_paths(args: argparse.Namespace, runner_name: str) -> None:
     """A non-local runner's workers cannot see this machine's files: a local --input_file, --output_dir,
     --vocab_file or --spm_model_file fails now, before submission, unless --allow_local_paths."""
     if is_local_runner(runner_name) or args.allow_local_paths:
         return
     from transforms import fileio  # pylint: disable=import-outside-toplevel
-    named = [("input_file", p.strip()) for p in args.input_file.split(",") if p.strip()]
-    named += [(flag, getattr(args, flag)) for flag in ("output_dir", "vocab_file", "spm_model_file")
-              if getattr(args, flag)]
-    for flag, path in named:
+    for flag, path in _path_flags(args):
         if not fileio.is_remote(path):
             raise FlagError(f"--{flag}={path} is a local path, but --runner={runner_name} runs on other "
                             f"machines that cannot see it; use a shared location (e.g. gs://...), or pass "
                             f"--allow_local_paths if every worker mounts this path")
+
+
+def check_remote_support(args: argparse.Namespace, runner_name: str, dry_run: bool = False) -> None:
+    """A gs:// flag, or --runner=DataflowRunner, without the Google Cloud libraries (a local install leaves them
+    out) fails now, naming the flag and the package to install, not later inside a worker. Beam's --dry_run
+    (the job graph, nothing submitted) needs no storage."""
+    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    for flag, path in _path_flags(args):
+        problem = fileio.remote_support_problem(path)
+        if problem:
+            raise FlagError(f"--{flag}={path}: {problem}")
+    # Dataflow stages the job through gs:// (Beam's DataflowRunner itself imports without the libraries).
+    if runner_name.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow") and not dry_run and \
+            fileio.remote_support_problem("gs://staging/"):
+        raise FlagError(f"--runner={runner_name} needs Beam's Google Cloud libraries: {fileio.REMOTE_EXTRA_HINT}")
 
 
 # What a build writes under --output_dir (or its seqN/ folder when several lengths are built).
@@ -504,9 +523,10 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     try:
         runtime_env.install_log_filters()
         import apache_beam as beam  # pylint: disable=import-outside-toplevel
-        from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
+        from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
         from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
-        from transforms.beam_build import BuildPretrainingData  # pylint: disable=import-outside-toplevel
+        from pipeline import local_workers  # pylint: disable=import-outside-toplevel
+        from transforms.beam_build import BuildPretrainingData, preload_tokenizer  # pylint: disable=import-outside-toplevel
         from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
         from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
     finally:  # a failed import must not leave the collector off for the rest of the process
@@ -515,13 +535,15 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
     args, beam_args = parse_args(argv)
+    given = PipelineOptions(beam_args)
+    runner_name = given.view_as(StandardOptions).runner or "DirectRunner"
+    check_remote_paths(args, runner_name)
+    check_remote_support(args, runner_name, flaglib.parse_bool(given.get_all_options().get("dry_run"), "dry_run"))
     resolve_vocabulary_flags(args)
     each = per_length_args(args)
     for one in each:
         for warning in validate_args(one):
             logging.warning("%s", warning)
-    runner_name = PipelineOptions(beam_args).view_as(StandardOptions).runner or "DirectRunner"
-    check_remote_paths(args, runner_name)
     shuffle = resolve_shuffle(args.shuffle, runner_name)
     # Content checks on the launcher only where they are cheap: a local runner and a modest file count.
     sniff_here = is_local_runner(runner_name)
@@ -552,7 +574,13 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     options.view_as(SetupOptions).save_main_session = False
     bases = [manifest_base(one, plan, tokenizer.vocab, runner_name, argv) for one, plan in zip(each, plans)]
     bases = [dict(base, shuffle=shuffle, input_split_bytes=split_bytes) for base in bases]
-    p = beam.Pipeline(runner=local_runner(runner_name), options=options)
+    runner = local_runner(runner_name)
+    forked_workers = (runner is not None and not is_dask_runner(runner_name)
+                      and options.view_as(DirectOptions).direct_running_mode == "multi_processing")
+    if forked_workers:
+        runner = local_workers.multi_processing_runner(options)
+        preload_tokenizer(plans[0].tokenizer, tokenizer)  # what every forked worker then finds loaded
+    p = beam.Pipeline(runner=runner, options=options)
     opener = None if sniff_here else fileio.open_read
     ranges = corpus_reader.split_ranges(inputs, split_bytes)
     if len(ranges) <= INLINE_RANGES_MAX:
@@ -571,15 +599,19 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     _ = (ranges
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
     runtime_env.freeze_startup_objects()
+    import contextlib  # pylint: disable=import-outside-toplevel
     watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans))
-    with watch or _no_progress():
-        result = p.run()
-        try:
-            result.wait_until_finish()
-        finally:
-            client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
-            if client is not None and hasattr(client, "close"):
-                client.close()
+    # The fork server starts before any thread (the progress line's, Beam's): a fork copies only the caller.
+    # The time table comes after it has closed: its workers' CPU then counts among this process's children.
+    with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
+        with watch or contextlib.nullcontext():
+            result = p.run()
+            try:
+                result.wait_until_finish()
+            finally:
+                client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
+                if client is not None and hasattr(client, "close"):
+                    client.close()
     if watch is not None:
         print(watch.finish(), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()
@@ -595,11 +627,6 @@ def _local_progress(args, runner_name: str, inputs, started: float, num_shards: 
     import tempfile  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
                                   started=started, num_shards=num_shards)
-
-
-def _no_progress():
-    import contextlib  # pylint: disable=import-outside-toplevel
-    return contextlib.nullcontext()
 
 
 # Beam counters of the last run_all in this process (progress figures; the manifest's counts come
@@ -660,6 +687,9 @@ def _warn_lost_tokens(manifest: Dict[str, Any]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
+    runtime_env.limit_thread_pools()  # before anything loads numpy or Beam (run_all sets them again, harmlessly)
+    runtime_env.install_log_filters()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     from transforms.corpus_reader import InputError  # pylint: disable=import-outside-toplevel
     from vocab.vocab_file import VocabError  # pylint: disable=import-outside-toplevel

@@ -23,6 +23,9 @@ THREAD_POOL_ENV: Dict[str, str] = {
     "TF_NUM_INTRAOP_THREADS": "1",  # TensorFlow, should anything load it
     "TF_NUM_INTEROP_THREADS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",  # and without its start-up chatter
+    # pyarrow (imported by Beam) starts a jemalloc purging thread at import; the build never allocates through
+    # Arrow, and a single-threaded launcher can fork its loaded workers (pipeline/local_workers.py).
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
 }
 
 
@@ -108,8 +111,10 @@ def prepare_worker() -> None:
 
 # Beam forwards each worker log entry to the launcher as "Worker: <the whole protobuf on one line>".
 _WORKER_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
-# Known harmless worker warnings (Beam's local multi_processing workers have no persistent directory).
-_NOISE = ("No semi_persistent_directory found",)
+# Known harmless warnings: Beam's local multi_processing workers have no persistent directory; Beam's import
+# on an install without the Google Cloud libraries (the default: setup.py's `dataflow` extra adds them).
+_NOISE = ("No semi_persistent_directory found",
+          "apitools not found, and bigquery client libraries are not available")
 
 
 class WorkerLogFilter(logging.Filter):
@@ -128,7 +133,8 @@ class WorkerLogFilter(logging.Filter):
 
 
 def install_log_filters() -> None:
-    """Adds WorkerLogFilter to Beam's logger that forwards worker logs (idempotent)."""
-    logger = logging.getLogger("apache_beam.runners.portability.local_job_service")
-    if not any(isinstance(f, WorkerLogFilter) for f in logger.filters):
-        logger.addFilter(WorkerLogFilter())
+    """Adds WorkerLogFilter to Beam's logger that forwards worker logs and to the root logger, which Beam's
+    import-time warnings use (idempotent; before Beam is imported)."""
+    for logger in (logging.getLogger("apache_beam.runners.portability.local_job_service"), logging.getLogger()):
+        if not any(isinstance(f, WorkerLogFilter) for f in logger.filters):
+            logger.addFilter(WorkerLogFilter())

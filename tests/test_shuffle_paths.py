@@ -206,3 +206,27 @@ def test_automatic_range_size_depends_on_the_corpus_only():
     assert build.choose_split_bytes(0, files(110_000)) == 64 * mb  # a full corpus: 64 MB ranges
     assert build.choose_split_bytes(0, files(30, gz=True)) == int(90 / 64 * mb)  # gzip counts as 3x its size
     assert build.choose_split_bytes(0.1, files(110_000)) == int(0.1 * mb)  # an explicit size wins
+
+
+@pytest.mark.dataflow  # runs in both of .ci/run's installs: without the extra and with it
+def test_gs_paths_and_dataflow_without_the_google_cloud_libraries_fail_naming_the_extra(tmp_path, demo_corpus,
+                                                                                        demo_vocab):
+    from transforms import fileio
+    try:
+        from apache_beam.io.gcp import gcsfilesystem  # pylint: disable=unused-import
+        has_gcs = True
+    except ImportError:
+        has_gcs = False
+    args, _ = build.parse_args(_argv("gs://b/c.txt", demo_vocab, tmp_path / "out"))
+    if has_gcs:  # a `dataflow` install: the check lets gs:// through
+        assert fileio.remote_support_problem("gs://b/c.txt") == ""
+        build.check_remote_support(args, "DirectRunner")
+    else:  # the default install: an error naming the flag and the extra, before anything runs
+        with pytest.raises(build.FlagError, match=r"--input_file=gs://b/c.txt: gs:// paths .*bertbeam\[dataflow\]"):
+            build.check_remote_support(args, "DirectRunner")
+        with pytest.raises(build.FlagError, match=r"--runner=DataflowRunner needs .*bertbeam\[dataflow\]"):
+            build.run_all(_argv(demo_corpus, demo_vocab, tmp_path / "out", "--runner=DataflowRunner",
+                                "--allow_local_paths"))
+        assert not (tmp_path / "out").exists()
+    assert fileio.remote_support_problem(str(demo_corpus)) == ""
+    build.check_remote_support(build.parse_args(_argv(demo_corpus, demo_vocab, tmp_path / "out"))[0], "DirectRunner")

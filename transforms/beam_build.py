@@ -82,6 +82,12 @@ def _shared_tokenizer(spec: TokenizerSpec):
         return _TOKENIZERS[spec]
 
 
+def preload_tokenizer(spec: TokenizerSpec, tokenizer) -> None:
+    """Makes an already loaded tokenizer this process's shared one (a fork server's workers inherit it)."""
+    with _TOKENIZERS_LOCK:
+        _TOKENIZERS.setdefault(spec, tokenizer)
+
+
 def _segmenter_for(plan: BuildPlan):
     if plan.input_format in ("text", "jsonl"):
         from transforms.segment import Segmenter  # pylint: disable=import-outside-toplevel

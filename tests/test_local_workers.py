@@ -1,0 +1,121 @@
+"""Local multi_processing workers forked by a fork server: the protocol, the fallbacks, and a real build."""
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline import local_workers
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork server is Linux-only")
+
+# A launcher stand-in: starts a fork server whose workers write what they see and exit with a chosen code,
+# then runs the worker command (as Beam would) once per line of requests.
+_LAUNCHER = textwrap.dedent('''
+    import json, os, subprocess, sys
+    from pipeline import local_workers
+    out = sys.argv[1]
+    def target():
+        with open(os.path.join(out, "worker-%d.json" % os.getpid()), "w") as f:
+            json.dump({"ppid": os.getppid(), "argv": sys.argv, "value": os.environ.get("TEST_VALUE")}, f)
+        how = os.environ["TEST_HOW"]
+        if how == "kill":
+            os.kill(os.getpid(), 9)
+        if how == "raise":
+            raise RuntimeError("boom")
+        sys.exit(int(how))
+    server = local_workers.ForkServer.start(out, target)
+    assert server is not None, "a fresh single-threaded process must get a fork server"
+    codes = []
+    for how in sys.argv[2:]:
+        env = dict(os.environ, TEST_HOW=how, TEST_VALUE="v-" + how)
+        codes.append(subprocess.run(local_workers.worker_command(), shell=True, env=env).returncode)
+    print(json.dumps({"server": server.pid, "codes": codes, "server_exit": server.stop(),
+                      "env_after": os.environ.get(local_workers.SOCKET_ENV)}))
+''')
+
+
+def _launch(tmp_path, *hows):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(tmp_path), *hows], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+def test_workers_are_forked_by_the_server_with_the_command_environment_and_exit_status(tmp_path):
+    import json
+    result, stderr = _launch(tmp_path, "0", "3", "raise", "kill")
+    assert result["codes"] == [0, 3, 1, 1]  # a raised exception and a kill both read as failures
+    assert "RuntimeError: boom" in stderr  # the forked worker's traceback is shown, not swallowed
+    assert result["server_exit"] == 0 and result["env_after"] is None
+    seen = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("worker-*.json"))]
+    assert len(seen) == 4
+    assert {s["ppid"] for s in seen} == {result["server"]}  # forked by the server, not started cold
+    assert sorted(s["value"] for s in seen) == ["v-0", "v-3", "v-kill", "v-raise"]  # each command's own env
+    assert all(s["argv"] == [local_workers.__file__] for s in seen)  # not the launcher's flags
+    assert not (tmp_path / "workers.sock").exists()
+
+
+def test_command_without_a_reachable_server_falls_back(tmp_path):
+    assert local_workers.ask_server(str(tmp_path / "missing.sock")) is None
+
+
+def test_no_fork_server_in_a_process_with_threads(tmp_path):
+    import threading
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert local_workers.thread_count() > 1
+        assert local_workers.ForkServer.start(str(tmp_path)) is None
+    finally:
+        stop.set()
+        thread.join()
+
+
+# A real multi_processing build from the command line: the workers must be forked (counted by a patched
+# worker entry in the server) and the shards identical to an in_memory build's.
+_BUILD = textwrap.dedent('''
+    import os, sys
+    from pipeline import build, local_workers
+    folder = sys.argv[1]
+    original = local_workers._run_forked_worker
+    def counted(conn, env, target):
+        open(os.path.join(folder, "forked-%d" % os.getpid()), "w").close()
+        original(conn, env, target)
+    local_workers._run_forked_worker = counted
+    sys.exit(build.main(sys.argv[2:]))
+''')
+
+
+def _shard_digests(out: Path):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("train-*"))}
+
+
+def test_multi_processing_build_forks_its_workers_and_writes_the_in_memory_bytes(tmp_path, demo_corpus,
+                                                                                  demo_vocab):
+    flags = [f"--input_file={demo_corpus}", f"--vocab_file={demo_vocab}", "--max_seq_length=64",
+             "--max_predictions_per_seq=10", "--dupe_factor=2", "--num_shards=2", "--input_split_mb=0.002"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    runs = {}
+    for mode, extra in (("in_memory", []), ("multi_processing", ["--direct_running_mode=multi_processing",
+                                                                 "--direct_num_workers=2"])):
+        out = tmp_path / mode
+        proc = subprocess.run([sys.executable, "-c", _BUILD, str(marks), *flags, f"--output_dir={out}", *extra],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        runs[mode] = (_shard_digests(out), proc.stderr)
+    assert runs["in_memory"][0] == runs["multi_processing"][0] and len(runs["in_memory"][0]) == 2
+    assert len(list(marks.iterdir())) == 2  # both workers forked by the server
+    stderr = runs["multi_processing"][1]
+    assert "over 2 process(es)" in stderr  # both workers read documents
+    # One line per event: none of the SDK harness's INFO lines or Beam's import-time warnings.
+    assert "INFO" not in stderr and "apitools" not in stderr and "semi_persistent" not in stderr
