@@ -42,6 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"bertbeam: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
+    runtime_env.install_log_filters()  # before any subcommand imports Beam (its import-time warnings)
     result = _resolve(name)(rest)
     return int(result or 0)
 

@@ -6,6 +6,7 @@ the bucket), mask, encode as tf.train.Example bytes, and give every record a 64-
 (random_seed, document key, copy, index) that decides its shard and its place in the shard.
 """
 import collections
+import collections.abc
 import dataclasses
 import itertools
 import random
@@ -114,45 +115,103 @@ def feature_spec(cfg: BuildConfig) -> Dict[str, Dict[str, object]]:
     return {name: {"dtype": dtypes.get(name, "int64"), "length": lengths[name]} for name in feature_names(cfg)}
 
 
+class TokenizedDocuments(collections.abc.Sequence):
+    """A bucket's documents, tokenized: all token ids in one flat array and each document's sentence
+    boundaries in it (sentence k of document d is flat[starts[d][k]:starts[d][k + 1]]). As a sequence it
+    holds (document, sentences as lists of ids) pairs, the lists made on first use: NSP builds from the flat
+    array and boundaries alone, so a bucket's tokens are never copied into a list per sentence there."""
+
+    def __init__(self, docs: Sequence[RawDocument], flat: Optional[np.ndarray], starts: List[List[int]],
+                 sentences: Optional[List[List[List[int]]]] = None):
+        self.docs = list(docs)
+        self._flat = flat
+        self.starts = starts
+        self._sentences = sentences
+
+    @property
+    def flat(self) -> np.ndarray:
+        if self._flat is None:
+            self._flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(self._sentences)),
+                                     dtype=np.int64, count=self.starts[-1][-1] if self.starts else 0)
+        return self._flat
+
+    @classmethod
+    def from_lists(cls, docs_tokens: Sequence[Tuple[RawDocument, List[List[int]]]]) -> "TokenizedDocuments":
+        """From (document, sentences) pairs (tests, and anything that edits sentences, e.g. splitting)."""
+        if isinstance(docs_tokens, TokenizedDocuments):
+            return docs_tokens
+        starts: List[List[int]] = []
+        total = 0
+        for _, sentences in docs_tokens:
+            doc_starts = list(itertools.accumulate(map(len, sentences), initial=total))
+            starts.append(doc_starts)
+            total = doc_starts[-1]
+        return cls([d for d, _ in docs_tokens], None, starts, [s for _, s in docs_tokens])
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.docs[index], self.sentences()[index]
+
+    def sentences(self) -> List[List[List[int]]]:
+        if self._sentences is None:
+            flat_list = self.flat.tolist()
+            self._sentences = [[flat_list[a:b] for a, b in zip(doc_starts, doc_starts[1:])]
+                               for doc_starts in self.starts]
+        return self._sentences
+
+
+def _add(counts: Dict[str, int], name: str, value: int, when: bool) -> None:
+    """counts[name] += value where the per-document loop this replaces touched the key (it may add 0)."""
+    if when:
+        counts[name] += int(value)
+
+
 def tokenize_documents(docs: Sequence[RawDocument], tokenize: Tokenizer, unk_id: int,
-                       counts: Dict[str, int]) -> List[Tuple[RawDocument, List[List[int]]]]:
-    """Tokenizes all lines of all documents in one call; drops (and counts) documents left empty."""
+                       counts: Dict[str, int]) -> TokenizedDocuments:
+    """Tokenizes all lines of all documents in one call; drops (and counts) documents left empty, or
+    holding nothing but unknown tokens. Counting is vectorised over the bucket's lines."""
     lines = [line for doc in docs for line in doc.lines]
     flat, splits = tokenize(lines)
-    flat_list = flat.tolist()
-    bounds = splits.tolist()
-    out = []
-    line_index = 0
-    for doc in docs:
-        sentences = []
-        n_unk = n_tok = 0
-        for _ in doc.lines:
-            start, end = bounds[line_index], bounds[line_index + 1]
-            line_index += 1
-            if end > start:
-                sentence = flat_list[start:end]
-                sentences.append(sentence)
-                n_tok += end - start
-                n_unk += sentence.count(unk_id)
-            else:
-                counts["sentences_empty_after_tokenization"] += 1
-        counts["documents_read"] += 1
-        counts["sentences_read"] += len(doc.lines)
-        counts["tokens_read"] += n_tok
-        if not sentences:
-            counts["documents_dropped.no_tokens"] += 1
-            continue
-        if n_unk == n_tok:
-            counts["documents_dropped.all_unknown"] += 1
-            counts["tokens_dropped.all_unknown"] += n_tok
-            counts["sentences_dropped.all_unknown"] += len(sentences)
-            continue
-        counts["documents_used"] += 1
-        counts["sentences_used"] += len(sentences)
-        counts["tokens_used"] += n_tok
-        counts["unknown_tokens_used"] += n_unk
-        out.append((doc, sentences))
-    return out
+    flat = np.asarray(flat)
+    splits = np.asarray(splits, dtype=np.int64)
+    line_edges = np.zeros(len(docs) + 1, np.int64)
+    np.cumsum([len(doc.lines) for doc in docs], out=line_edges[1:])
+    first, last = line_edges[:-1], line_edges[1:]
+    nonempty = np.diff(splits) > 0
+    nonempty_before = np.zeros(len(lines) + 1, np.int64)
+    np.cumsum(nonempty, out=nonempty_before[1:])
+    unknown_before = np.zeros(len(flat) + 1, np.int64)
+    np.cumsum(flat == unk_id, out=unknown_before[1:])
+    n_tok = splits[last] - splits[first]
+    n_sent = nonempty_before[last] - nonempty_before[first]
+    n_unk = unknown_before[splits[last]] - unknown_before[splits[first]]
+    no_tokens = n_sent == 0
+    all_unknown = ~no_tokens & (n_unk == n_tok)
+    used = ~no_tokens & ~all_unknown
+    n_docs = len(docs)
+    _add(counts, "sentences_empty_after_tokenization", len(lines) - int(nonempty_before[-1]),
+         len(lines) > int(nonempty_before[-1]))
+    _add(counts, "documents_read", n_docs, n_docs > 0)
+    _add(counts, "sentences_read", len(lines), n_docs > 0)
+    _add(counts, "tokens_read", n_tok.sum(), n_docs > 0)
+    _add(counts, "documents_dropped.no_tokens", no_tokens.sum(), no_tokens.any())
+    _add(counts, "documents_dropped.all_unknown", all_unknown.sum(), all_unknown.any())
+    _add(counts, "tokens_dropped.all_unknown", n_tok[all_unknown].sum(), all_unknown.any())
+    _add(counts, "sentences_dropped.all_unknown", n_sent[all_unknown].sum(), all_unknown.any())
+    for name, values in (("documents_used", used), ("sentences_used", n_sent[used]), ("tokens_used", n_tok[used]),
+                         ("unknown_tokens_used", n_unk[used])):
+        _add(counts, name, values.sum(), used.any())
+    # Sentence k of a document starts at its k-th non-empty line; the last one ends where its lines end.
+    sentence_starts = splits[:-1][nonempty].tolist()
+    lo_list, hi_list, end_list = (nonempty_before[first].tolist(), nonempty_before[last].tolist(),
+                                  splits[last].tolist())
+    kept = np.flatnonzero(used).tolist()
+    starts = [sentence_starts[lo_list[d]:hi_list[d]] + [end_list[d]] for d in kept]
+    return TokenizedDocuments([docs[d] for d in kept], flat, starts)
 
 
 def build_bucket(docs: Sequence[RawDocument], cfg: BuildConfig, vocab: VocabInfo, tokenize: Tokenizer,
@@ -174,6 +233,7 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     and encoding are vectorised over the whole bucket.
     """
     counts = counts if counts is not None else collections.Counter()
+    docs_tokens = TokenizedDocuments.from_lists(docs_tokens)
     inst_cfg = cfg.instance_config()
     n_docs = len(docs_tokens)
     cls_id, sep_id = vocab.cls_id, vocab.sep_id
@@ -198,24 +258,22 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
                 counts["sentences_split"] += n_split
                 counts["sentence_pieces_added"] += added
             split_docs.append((doc, pieces))
-        docs_tokens = split_docs
+        docs_tokens = TokenizedDocuments.from_lists(split_docs)
     spans: List[Tuple[int, int, int, int, int]] = []
     flat_tokens: Optional[np.ndarray] = None
     if cfg.pairing == "nsp":
-        # NSP instances are spans of one flat token array of the bucket: no per-instance token lists.
-        flat_tokens, doc_starts = _flatten(docs_tokens)
-    for doc_index, (doc, sentences) in enumerate(docs_tokens):
-        if flat_tokens is not None:
-            starts = doc_starts[doc_index]
-            counts["token_copies_offered"] += (starts[-1] - starts[0]) * cfg.dupe_factor
-        else:
-            counts["token_copies_offered"] += sum(map(len, sentences)) * cfg.dupe_factor
+        # NSP instances are spans of the bucket's flat token array: no per-sentence or per-instance token lists.
+        flat_tokens, doc_starts = docs_tokens.flat, docs_tokens.starts
+    for doc_index, doc in enumerate(docs_tokens.docs):
+        starts = docs_tokens.starts[doc_index]
+        counts["token_copies_offered"] += (starts[-1] - starts[0]) * cfg.dupe_factor
+        sentences = None if flat_tokens is not None else docs_tokens.sentences()[doc_index]
 
         def pick_random_document(rng: random.Random, _self=doc_index):
             if n_docs < 2:
                 return None
             other = rng.randint(0, n_docs - 2)
-            return docs_tokens[other + 1 if other >= _self else other][1]
+            return docs_tokens.sentences()[other + 1 if other >= _self else other]
 
         copies = range(cfg.dupe_factor)
         instance_seeds = keys.seed64_series((cfg.random_seed, "instances", doc.key), copies)
@@ -265,7 +323,7 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     mask_seeds = _row_keys(mask_bases, group_sizes, mix=False)
     doc_ids = None
     if cfg.write_document_ids:
-        doc_ids = [(docs_tokens[d][0].doc_id or docs_tokens[d][0].key) for d in rows_doc]
+        doc_ids = [(docs_tokens.docs[d].doc_id or docs_tokens.docs[d].key) for d in rows_doc]
     features = _feature_arrays(*packed, mask_seeds, doc_ids, cfg, vocab)
     if "masked_lm_weights" in features:
         counts["masked_positions"] += int(features["masked_lm_weights"].sum())
@@ -285,19 +343,6 @@ def _row_keys(bases: List[int], sizes: List[int], mix: bool = True) -> np.ndarra
     within = np.arange(int(sizes_arr.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes_arr) - sizes_arr, sizes_arr)
     raw = np.repeat(np.array(bases, dtype=np.uint64), sizes_arr) + within.astype(np.uint64)
     return keys.splitmix64_array(raw) if mix else raw
-
-
-def _flatten(docs_tokens: Sequence[Tuple[RawDocument, List[List[int]]]]) -> Tuple[np.ndarray, List[List[int]]]:
-    """All tokens of the bucket in one array, and each document's sentence boundaries in it."""
-    doc_starts: List[List[int]] = []
-    total = 0
-    for _, sentences in docs_tokens:
-        starts = list(itertools.accumulate(map(len, sentences), initial=total))
-        doc_starts.append(starts)
-        total = starts[-1]
-    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(s for _, s in docs_tokens)),
-                       dtype=np.int64, count=total)
-    return flat, doc_starts
 
 
 def _pack_spans(spans: List[Tuple[int, int, int, int, int]], flat: np.ndarray, cls_id: int, sep_id: int,

