@@ -269,3 +269,15 @@ def test_python_wordpiece_path_still_matches_when_rust_is_off(tmp_path):
     assert off._rust is None and [list(x) for x in on.tokenize_lines(TRICKY)] == \
         [list(x) for x in off.tokenize_lines(TRICKY)]
     assert off._rust is None  # never built when turned off
+
+
+def test_cache_cleared_while_lines_repeat_cached_chunks(tmp_path):
+    """A full cache is cleared when new chunks come with chunks it held: every chunk of those lines must still
+    get its ids (it once raised KeyError for the chunks cached before the clear)."""
+    vocab = _tiny_vocab(tmp_path)
+    tok = WordPieceTokenizer(vocab, do_lower_case=True, cache_limit=6)
+    first = ["hello, world.", "unaffable"]
+    second = ["hello, world. unaffable xx yyy zzzz é!", "", "日本 hello,"]
+    for lines in (first, second, first, second):
+        assert _unpack(*tok.tokenize_lines(lines)) == _unpack(*tok.tokenize_exact(lines))
+    assert tok.cache_clears >= 1

@@ -322,9 +322,11 @@ class WordPieceTokenizer:
         self._cache_limit = int(cache_limit)
         self._longest_token = max((len(t) for t in self.vocab.tokens if not t.startswith("##")), default=0)
         self._longest_continuation = max((len(t) - 2 for t in self.vocab.tokens if t.startswith("##")), default=0)
-        # "\x00" never survives normalisation, so it can stand for a line break among the chunks.
-        self._chunks: Dict[str, Tuple[int, ...]] = {_LINE_BREAK: (-1,)}
+        # The chunk cache: chunk -> its index c; chunk c's ids are _piece_ids[_piece_at[c]:_piece_at[c] + _piece_len[c]].
+        self._chunk_index: Dict[str, int] = {}
+        self._piece_ids = self._piece_at = self._piece_len = np.zeros(0, np.int64)  # set by clear_cache()
         self._words: Dict[str, List[int]] = {}  # words (punctuation split) of chunks not yet seen
+        self.clear_cache()
         self.cache_clears = 0  # times the chunk cache was full (for tests and benchmarks)
         self._rust = None  # HF tokenizers' WordPiece model over this vocabulary, built on first use
         self.use_rust_wordpiece = use_rust_wordpiece
@@ -341,9 +343,9 @@ class WordPieceTokenizer:
             out.extend(ids)
         return out
 
-    def _chunk_ids(self, chunks: List[str]) -> Iterable[Tuple[str, Tuple[int, ...]]]:
-        """(chunk, ids) for new chunks: the same words and ids as _exact_ids, with one regex pass over all of
-        them ("\n" never occurs in a chunk, so it marks where one ends) instead of one call per chunk."""
+    def _chunk_ids(self, chunks: List[str]) -> List[Tuple[int, ...]]:
+        """The ids of new chunks: the same words and ids as _exact_ids, with one regex pass over all of them
+        ("\n" never occurs in a chunk, so it marks where one ends) instead of one call per chunk."""
         words = self._words
         pieces = _chunk_splitter().findall("\n".join(chunks))
         new = [w for w in set(pieces).difference(words) if w != "\n"]
@@ -358,7 +360,18 @@ class WordPieceTokenizer:
                 continue
             ids.extend(words[word])
         out.append(tuple(ids))
-        return zip(chunks, out)
+        return out
+
+    def _cache_chunks(self, chunks: List[str]) -> None:
+        """Adds new chunks (not yet cached) and their ids to the chunk cache."""
+        ids = self._chunk_ids(chunks)
+        lengths = np.fromiter(map(len, ids), np.int64, count=len(ids))
+        self._piece_at = np.concatenate([self._piece_at, len(self._piece_ids) + np.cumsum(lengths) - lengths])
+        self._piece_len = np.concatenate([self._piece_len, lengths])
+        self._piece_ids = np.concatenate([self._piece_ids, np.fromiter(itertools.chain.from_iterable(ids), np.int64,
+                                                                       count=int(lengths.sum()))])
+        base = len(self._chunk_index)
+        self._chunk_index.update(zip(chunks, range(base, base + len(chunks))))
 
     def wordpiece_words(self, words: List[str]) -> List[List[int]]:
         """`wordpiece_word` of each word (non-empty, punctuation-split). A word that is not one vocabulary
@@ -396,33 +409,47 @@ class WordPieceTokenizer:
                                    max_input_chars_per_word=self.max_input_chars_per_word)
         return self._rust or None
 
-    def _normalize_lines(self, lines: Sequence[str]) -> Tuple[str, List[str]]:
+    def _normalize_joined(self, lines: Sequence[str]) -> str:
+        """The lines normalised, joined by "\n" (one normalisation pass over the whole text)."""
         joined = "\n".join(lines)
         if joined.count("\n") != len(lines) - 1:  # "\n" inside a line is whitespace to the reference
             joined = "\n".join(x.replace("\n", " ") for x in lines)
-        big = normalize_text(joined, self.do_lower_case, self.strip_accents)
-        return big, big.split("\n")
+        return normalize_text(joined, self.do_lower_case, self.strip_accents)
 
     def tokenize_exact(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Every line through the per-word pure-Python path, no cache (slow; tokenize_lines must equal it)."""
-        _, normalized = self._normalize_lines(lines)
+        normalized = self._normalize_joined(lines).split("\n")
         return _pack([self._exact_ids(x, {}) for x in normalized])
 
     def tokenize_lines(self, lines: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-        """Token ids of many lines: flat int32 ids and int64 row_splits of length len(lines) + 1."""
+        """Token ids of many lines: flat int32 ids and int64 row_splits of length len(lines) + 1.
+
+        Each whitespace chunk is looked up once in the chunk cache (one dict look-up per chunk, to an integer);
+        the ids are then gathered from the cache's flat id array with numpy, not chained tuple by tuple."""
         if len(lines) == 0:
             return np.zeros(0, np.int32), np.zeros(1, np.int64)
-        big, _ = self._normalize_lines(lines)
+        big = self._normalize_joined(lines)
         chunks = big.replace("\n", " \x00 ").split()  # str.split(): the reference's whitespace_tokenize
-        cache = self._chunks
-        missing = set(chunks).difference(cache)
-        if missing:
-            if len(cache) + len(missing) > self._cache_limit or len(self._words) > self._cache_limit:
-                # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up.
+        cids = np.fromiter(map(self._chunk_index.get, chunks, itertools.repeat(-1)), np.int64, count=len(chunks))
+        missing_at = np.flatnonzero(cids < 0)
+        if len(missing_at):
+            missing = list(dict.fromkeys(chunks[i] for i in missing_at.tolist()))
+            if len(self._chunk_index) + len(missing) > self._cache_limit or len(self._words) > self._cache_limit:
+                # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up; every
+                # chunk of these lines is then new.
                 self.clear_cache()
                 self.cache_clears += 1
-            cache.update(self._chunk_ids(list(missing)))
-        flat = np.fromiter(itertools.chain.from_iterable(map(cache.__getitem__, chunks)), np.int32)
+                missing = [c for c in dict.fromkeys(chunks) if c not in self._chunk_index]  # not the line break
+                missing_at = np.arange(len(chunks))
+            self._cache_chunks(missing)
+            index = self._chunk_index
+            cids[missing_at] = np.fromiter(map(index.__getitem__, (chunks[i] for i in missing_at.tolist())),
+                                           np.int64, count=len(missing_at))
+        lengths = self._piece_len[cids]
+        ends = np.cumsum(lengths)
+        gather = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+        gather += np.repeat(self._piece_at[cids] - (ends - lengths), lengths)
+        flat = self._piece_ids[gather].astype(np.int32)
         breaks = np.flatnonzero(flat == -1)
         splits = np.empty(len(lines) + 1, np.int64)
         splits[0] = 0
@@ -432,8 +459,11 @@ class WordPieceTokenizer:
 
     def clear_cache(self) -> None:
         """Forgets every cached chunk and word (results never depend on the cache)."""
-        self._chunks.clear()
-        self._chunks[_LINE_BREAK] = (-1,)
+        # "\x00" never survives normalisation, so it can stand for a line break among the chunks (id -1).
+        self._chunk_index = {_LINE_BREAK: 0}
+        self._piece_ids = np.array([-1], np.int64)
+        self._piece_at = np.array([0], np.int64)
+        self._piece_len = np.array([1], np.int64)
         self._words.clear()
 
     def word_starts(self, ids: np.ndarray) -> np.ndarray:
