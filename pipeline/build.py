@@ -515,6 +515,7 @@ def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
 def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     """Builds the dataset(s); returns one manifest per sequence length. Raises FlagError (or VocabError,
     InputError) for bad flags or inputs before any work starts."""
+    marks = [("interpreter and main", time.process_time())]  # where start-up goes: printed under the time table
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
     runtime_env.tune_malloc()  # glibc heap thresholds (no-op elsewhere); subprocesses inherit the variables
@@ -531,6 +532,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
     finally:  # a failed import must not leave the collector off for the rest of the process
         gc.enable()
+    marks.append(("imports", time.process_time()))
 
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.time()
@@ -562,8 +564,10 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
             warning = shard_size_warning(one, inputs, plan.cfg.num_shards)
             if warning:
                 logging.warning("%s", warning)
+    marks.append(("flags, vocabulary and inputs", time.process_time()))
     # Load the tokenizer once here: a bad vocabulary fails now with its file and line, not in a worker.
     tokenizer = load_tokenizer(plans[0].tokenizer)
+    marks.append(("tokenizer", time.process_time()))
     prepare_output_dir(args.output_dir.rstrip("/"), bool(args.overwrite))
     for plan in plans:
         fileio.makedirs(plan.output_dir)
@@ -600,7 +604,10 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
     runtime_env.freeze_startup_objects()
     import contextlib  # pylint: disable=import-outside-toplevel
-    watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans))
+    marks.append(("job graph", time.process_time()))
+    startup_parts = [(marks[0][0], marks[0][1])] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
+    watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans),
+                            startup_parts)
     # The fork server starts before any thread (the progress line's, Beam's): a fork copies only the caller.
     # The time table comes after it has closed: its workers' CPU then counts among this process's children.
     with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
@@ -619,14 +626,15 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     return [read_manifest(plan.output_dir) for plan in plans]
 
 
-def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int):
+def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int,
+                    startup_parts: Sequence[Tuple[str, float]] = ()):
     """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
     from pipeline import progress  # pylint: disable=import-outside-toplevel
     if args.quiet or progress.quiet_from_env() or local_runner(runner_name) is None:
         return None
     import tempfile  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
-                                  started=started, num_shards=num_shards)
+                                  started=started, num_shards=num_shards, startup_parts=startup_parts)
 
 
 # Beam counters of the last run_all in this process (progress figures; the manifest's counts come

@@ -19,12 +19,13 @@ PACKAGE_NAME = "bertbeam"
 # Dataflow sizing. Dataflow's Python workers (Runner v2) start one SDK process per vCPU, so a worker VM
 # needs about vCPUs x (peak RSS of one `bertbeam build` worker process) plus the harness and OS.
 # Measured with bench/bench_build.py --scale 20 (seq 128, dupe_factor 5, whole-word masking, default 1 MB
-# buckets; TensorFlow-free tokenizer): one build process peaks at 401 MiB on 0.9 MB of text and 526 MiB on
-# 17.7 MB (bounded: one bucket plus the 64 MB shard merge); one vCPU processes about 1.8 MB of input text per
-# CPU-second, start-up included (rate scales about inversely with dupe_factor). Rounded up below. Override with
-# --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
-PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.55
-INPUT_MB_PER_S_PER_VCPU: Optional[float] = 1.8
+# buckets; TensorFlow-free tokenizer), 2026-11-29: one build process peaks at 331 MiB on 0.9 MB of text and
+# 376 MiB on 17.7 MB (bounded: one bucket plus the 64 MB shard merge); one CPU-second builds about 3.8 MB of
+# input text with the local shuffle and 3.5 MB with --shuffle=runner (Dataflow's), start-up included (rate
+# scales about inversely with dupe_factor). Dataflow's worker image adds the Google Cloud imports (~0.3 CPU-s
+# per process, once). Rounded down/up below. Override with --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
+PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.45
+INPUT_MB_PER_S_PER_VCPU: Optional[float] = 3.0
 # With --shuffle=runner (auto on Dataflow) a worker process writes a shard by sorting all its records in memory:
 # measured 2.4x the shard's bytes at the peak (the grouped blobs, then one (key, record) copy of each record,
 # 248 MiB shard -> 596 MiB), on top of a process without a bucket in hand (~0.35 GiB).

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, TextIO, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 
 ENV_DIR = "BERTBEAM_PROGRESS_DIR"
 ENV_INTERVAL = "BERTBEAM_PROGRESS_INTERVAL_S"  # seconds between lines (default 5; a line at least every 10 s)
@@ -286,8 +286,10 @@ class BuildProgress:
     subprocesses through the environment), prints a line every interval and the time table at the end."""
 
     def __init__(self, total_bytes: int, folder: str, interval: Optional[float] = None,
-                 stream: Optional[TextIO] = None, started: Optional[float] = None, num_shards: int = 0):
+                 stream: Optional[TextIO] = None, started: Optional[float] = None, num_shards: int = 0,
+                 startup_parts: Optional[Sequence[Tuple[str, float]]] = None):
         interval = interval_from_env() if interval is None else interval
+        self.startup_parts = list(startup_parts or [])  # (step, CPU-s) of the launcher's start-up, in order
         self.total_bytes = int(total_bytes)
         self.num_shards = num_shards
         self._first_progress: Optional[Tuple[float, float]] = None  # (elapsed, bytes) at the first input read
@@ -350,7 +352,15 @@ class BuildProgress:
         stages[OTHER] = max(0.0, total_cpu - sum(stages.values()))
         import shutil  # pylint: disable=import-outside-toplevel
         shutil.rmtree(self.folder, ignore_errors=True)
-        return stage_table(stages, time.time() - self._started) + startup_line(totals["startup"])  # type: ignore
+        return (stage_table(stages, time.time() - self._started) + startup_parts_line(self.startup_parts)
+                + startup_line(totals["startup"]))  # type: ignore
+
+
+def startup_parts_line(parts: Sequence[Tuple[str, float]]) -> str:
+    """`\nstart-up (launcher): imports 0.42, ...` -- where the launching process's start-up went."""
+    if not parts:
+        return ""
+    return "\nstart-up (launcher): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in parts)
 
 
 def startup_line(per_process: List[float]) -> str:

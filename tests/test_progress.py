@@ -165,3 +165,10 @@ def test_build_eta_leaves_out_the_start_up(tmp_path, monkeypatch):
     assert watch._line(10.0).endswith("ETA 20s")  # first progress: the average is all there is
     rec.record("f@0", 20_000_000)
     assert watch._line(20.0).endswith("ETA 10s")
+
+
+def test_startup_parts_line_names_each_step_in_order():
+    from pipeline.progress import startup_parts_line
+    assert startup_parts_line([]) == ""
+    assert startup_parts_line([("imports", 0.304), ("tokenizer", 0.01)]) == \
+        "\nstart-up (launcher): imports 0.30, tokenizer 0.01"
