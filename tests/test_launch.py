@@ -317,9 +317,10 @@ def test_dataflow_cost_model_dry_run_without_a_project(capsys):
     assert cost.output_gb == 2200 and cost.shuffle_gb == 2310 and cost.shard_mb <= 256
     assert L.main(["dataflow", "--dry_run", "--corpus_gb", "110", "--", "--dupe_factor=5"]) == 0
     out = capsys.readouterr().out
-    # Default rate 1.8 MB/s per vCPU at dupe 5: 110,000 MB / 1.8 = 61,111 vCPU-seconds = 17 vCPU-hours.
-    assert "17 vCPU-hours" in out and "--max_num_workers 3" in out and "shuffle: 1,210 GB" in out
-    # Sorting a ~256 MB shard in memory (runner shuffle) sizes the machine, not the 0.55 GiB of building.
+    # Default rate 3.0 MB/s per vCPU at dupe 5: 110,000 MB / 3.0 = 36,667 vCPU-seconds = 10 vCPU-hours, and
+    # 110,000 MB in 2 h at 3.0 MB/s x 4 vCPUs = 1.3 workers.
+    assert "10 vCPU-hours" in out and "--max_num_workers 2" in out and "shuffle: 1,210 GB" in out
+    # Sorting a ~256 MB shard in memory (runner shuffle) sizes the machine, not the 0.45 GiB of building.
     assert "x 0.95 GiB" in out and "--machine_type n1-standard-4" in out
     assert L.peak_rss_with_shard_sort(0.55, 64) == 0.55 and L.peak_rss_with_shard_sort(0.55, 256) > 0.9
     assert L.main(["dataflow", "--corpus_gb", "110"]) == 2  # a real launch needs the project
