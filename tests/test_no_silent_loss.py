@@ -262,3 +262,16 @@ def test_mlm_only_short_seq_prob_is_the_share_of_short_sequences_even_in_one_lon
     short = sum(len(i.tokens_a) < 126 - 8 for i in insts[:-1])
     assert 0.07 < short / (len(insts) - 1) < 0.13, short / len(insts)
     assert _own_positions(insts) == doc[0]
+
+
+@pytest.mark.parametrize("pairing,masking", [("nsp", "static"), ("sop", "static"), ("none", "dynamic")])
+def test_rows_encoded_a_slice_at_a_time_give_the_bytes_of_one_pass(monkeypatch, pairing, masking):
+    from transforms import bucket_builder
+    cfg = BuildConfig(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=3, pairing=pairing, num_shards=2,
+                      do_whole_word_mask=True, masking=masking, write_document_ids=True)
+    whole = build_tokenized_bucket(_synthetic_bucket(), cfg, _vocab())
+    assert len(whole.records) > 50
+    monkeypatch.setattr(bucket_builder, "ROWS_PER_PASS", 7)  # many slices, the last one short
+    sliced = build_tokenized_bucket(_synthetic_bucket(), cfg, _vocab())
+    assert sliced.records == whole.records and sliced.counts == whole.counts
+    assert (sliced.keys == whole.keys).all() and (sliced.shard_ids == whole.shard_ids).all()

@@ -85,6 +85,7 @@ class BucketResult:
 
 
 Tokenizer = Callable[[Sequence[str]], Tuple[np.ndarray, np.ndarray]]
+ROWS_PER_PASS = 4096  # instances padded, masked and encoded together (see build_tokenized_bucket)
 
 
 def feature_names(cfg: BuildConfig) -> List[str]:
@@ -302,11 +303,7 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
                 order_bases.append(order_seeds[copy])  # keys.seed64(seed, "order", doc.key, copy)
                 mask_bases.append(mask_seeds_doc[copy])
 
-    if flat_tokens is not None:
-        packed = _pack_spans(spans, flat_tokens, cls_id, sep_id, cfg.max_seq_length)
-    else:
-        packed = _pack_rows(rows_ids, rows_seg_a, rows_next, cfg.max_seq_length)
-    n = len(packed[0])
+    n = len(spans) if flat_tokens is not None else len(rows_ids)
     counts["instances"] += n
     counts["random_next_unavailable"] += stats.random_next_unavailable
     counts["chunks_dropped_no_pair"] += stats.chunks_dropped_no_pair
@@ -324,11 +321,22 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     doc_ids = None
     if cfg.write_document_ids:
         doc_ids = [(docs_tokens.docs[d].doc_id or docs_tokens.docs[d].key) for d in rows_doc]
-    features = _feature_arrays(*packed, mask_seeds, doc_ids, cfg, vocab)
-    if "masked_lm_weights" in features:
-        counts["masked_positions"] += int(features["masked_lm_weights"].sum())
-    counts["instance_tokens"] += int(features["input_mask"].sum())
-    records = example_codec.encode_examples(features)
+    records: List[bytes] = []
+    # Rows are padded, masked and encoded a slice at a time: every step is row by row, so the bytes are those
+    # of one pass over the bucket, while the [rows, seq] arrays stay a few MB (cache-sized, and a process's
+    # memory does not grow with dupe_factor x bucket size).
+    for lo in range(0, max(n, 1), ROWS_PER_PASS):
+        hi = min(n, lo + ROWS_PER_PASS)
+        if flat_tokens is not None:
+            packed = _pack_spans(spans[lo:hi], flat_tokens, cls_id, sep_id, cfg.max_seq_length)
+        else:
+            packed = _pack_rows(rows_ids[lo:hi], rows_seg_a[lo:hi], rows_next[lo:hi], cfg.max_seq_length)
+        features = _feature_arrays(*packed, mask_seeds[lo:hi], None if doc_ids is None else doc_ids[lo:hi], cfg,
+                                   vocab)
+        if "masked_lm_weights" in features:
+            counts["masked_positions"] += int(features["masked_lm_weights"].sum())
+        counts["instance_tokens"] += int(features["input_mask"].sum())
+        records.extend(example_codec.encode_examples(features))
     shard_arr = keys.shard_array(order_keys, cfg.num_shards)
     order = np.lexsort((order_keys, shard_arr)) if n else np.zeros(0, np.int64)
     return BucketResult(shard_ids=shard_arr[order], keys=order_keys[order],
