@@ -126,13 +126,14 @@ def test_slices_sorted_in_memory_equal_the_run_file_merge(tmp_path):
         for shard, (offset, length, count) in index.items():
             segments.setdefault(shard, []).append((str(path), offset, length, count))
         for shard, (blob, count) in spill.split_run(data, index).items():
-            blobs.setdefault(shard, []).append(blob)
+            blobs.setdefault(shard, []).append((blob, count))
     for shard in range(num_shards):
         merged = list(spill.merge_segments(lambda p: io.open(p, "rb"), segments[shard]))
         assert spill.sort_blobs(reversed(blobs[shard])) == merged
         assert merged == [r for k, r in sorted(items) if keys.shard_of(k, num_shards) == shard]
+    blob, count = blobs[0][0]
     with pytest.raises(IOError, match="truncated"):
-        list(spill.iter_blob(blobs[0][0][:-1]))
+        spill.sort_blobs([(blob[:-1], count)])
 
 
 def test_temp_files_are_hidden_from_shard_globs_and_swept(tmp_path):

@@ -3,6 +3,7 @@ import io
 import random
 
 import numpy as np
+import pytest
 
 from transforms import keys, spill
 
@@ -32,3 +33,27 @@ def test_merge_is_global_key_order_per_shard(tmp_path):
         got = list(spill.merge_segments(opener, segs, memory_budget=1 << 14))
         want = [r for k, r in sorted(items) if keys.shard_of(k, num_shards) == shard]
         assert got == want
+
+
+def test_equal_keys_are_ordered_by_record_bytes_on_both_paths(tmp_path):
+    """Two instances can share a 64-bit key: the order is then the records' bytes, in any run layout."""
+    items = [(5, b"zz"), (5, b"aa"), (9, b"m"), (5, b"ab"), (1, b"q"), (9, b"a")]
+    want = [r for _, r in sorted(items)]
+    for cut in range(1, len(items)):
+        segments, blobs = [], []
+        for n, part in enumerate((items[:cut], items[cut:])):
+            data, index = _run(part, 1)
+            path = tmp_path / f"tie{cut}-{n}.bin"
+            path.write_bytes(data)
+            segments += [(str(path), *index[0])]
+            blobs += [(blob, count) for blob, count in spill.split_run(data, index).values()]
+        assert spill.merge_segments(lambda p: io.open(p, "rb"), segments) == want
+        assert spill.sort_blobs(blobs) == want
+
+
+def test_damaged_segment_is_an_error_naming_it(tmp_path):
+    data, index = _run([(k, b"x" * k) for k in range(1, 30)], 1)
+    path = tmp_path / "run.bin"
+    path.write_bytes(data[:-3])
+    with pytest.raises(IOError, match="run.bin@0: truncated"):
+        spill.merge_segments(lambda p: io.open(p, "rb"), [(str(path), *index[0])])

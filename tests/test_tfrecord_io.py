@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from transforms.tfrecord_io import TFRecordWriter, read_records
+from transforms.tfrecord_io import TFRecordWriter, frame_many, read_records
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
@@ -45,14 +45,17 @@ def test_corrupt_record_is_reported_with_path():
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
-def test_write_many_matches_write(compression):
+def test_framed_chunks_match_write(compression):
     records = [bytes([i % 251]) * (i * 37 % 300) for i in range(500)]  # repeated and distinct lengths, empty
+    frames, sizes = frame_many(records)
+    assert sizes.tolist() == [len(r) + 16 for r in records] and len(frames) == int(sizes.sum())
     one, many = io.BytesIO(), io.BytesIO()
     a, b = TFRecordWriter(one, compression), TFRecordWriter(many, compression)
     a_close, b_close = one.getvalue, many.getvalue
     for r in records:
         a.write(r)
-    b.write_many(iter(records), batch_bytes=1000)  # several batches
+    cut = int(sizes[:123].sum())
+    b.write_framed([(frames[:cut], 123), (frames[cut:], len(records) - 123)])  # several chunks
     assert a.count == b.count == len(records)
     one.close = many.close = lambda: None  # keep the buffers readable after close
     a.close()

@@ -357,14 +357,14 @@ class _WriteShardFn(beam.DoFn):
         payloads = [p for p in payloads if p is not None]
         expected = sum(p[-1] for p in payloads)
         if self._shuffle == "local_files":
-            records = spill.merge_segments(fileio.open_read, sorted(payloads))
+            chunks = spill.merge_segments_framed(fileio.open_read, sorted(payloads))
         else:
-            records = spill.sort_blobs(blob for blob, _ in payloads)
+            chunks = spill.sort_blobs_framed(payloads)
         path = fileio.join(plan.output_dir, plan.shard_name(shard))
         stream, tmp = fileio.create_temp_for(path)
         counting = _CountingStream(stream)
         writer = TFRecordWriter(counting, plan.compression)
-        writer.write_many(records)
+        writer.write_framed(chunks)
         writer.close()
         if writer.count != expected:
             fileio.delete([tmp])

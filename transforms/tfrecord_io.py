@@ -2,9 +2,10 @@
 import gzip
 import io
 import struct
-from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import google_crc32c
+import numpy as np
 
 _MASK_DELTA = 0xA282EAD8
 _U32 = struct.Struct("<I")
@@ -23,6 +24,25 @@ def frame_record(data: bytes) -> bytes:
     return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
 
 
+def frame_many(records: Sequence[bytes]) -> Tuple[bytes, np.ndarray]:
+    """frame_record of each record, joined, and each frame's length (len(record) + 16). The length header's
+    CRC is computed once per distinct length."""
+    value, pack_i, pack_q = google_crc32c.value, _U32.pack, _U64.pack
+    headers: Dict[int, bytes] = {}
+    parts: List[bytes] = []
+    for data in records:
+        n = len(data)
+        header = headers.get(n)
+        if header is None:
+            length = pack_q(n)
+            header = headers[n] = length + pack_i(masked_crc32c(length))
+        crc = value(data)
+        parts += (header, data, pack_i((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF))
+    sizes = np.fromiter(map(len, records), np.int64, count=len(records))
+    sizes += 16
+    return b"".join(parts), sizes
+
+
 class TFRecordWriter:
     """Writes framed records to a binary stream, optionally gzip-compressed with a fixed header.
 
@@ -39,31 +59,11 @@ class TFRecordWriter:
         self._out.write(frame_record(data))
         self.count += 1
 
-    def write_many(self, records: Iterable[bytes], batch_bytes: int = 4 << 20) -> None:
-        """Writes every record of `records`, the same bytes as write() one by one, framed in batches of about
-        batch_bytes joined into one write: a shard of 10^5 small records costs few write calls, and the
-        length header's CRC is computed once per distinct length."""
-        value, pack_i, pack_q = google_crc32c.value, _U32.pack, _U64.pack
-        headers: Dict[int, bytes] = {}
-        parts: List[bytes] = []
-        size = count = 0
-        for data in records:
-            n = len(data)
-            header = headers.get(n)
-            if header is None:
-                length = pack_q(n)
-                header = headers[n] = length + pack_i(masked_crc32c(length))
-            crc = value(data)
-            parts += (header, data, pack_i((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF))
-            size += n
-            count += 1
-            if size >= batch_bytes:
-                self._out.write(b"".join(parts))
-                parts.clear()
-                size = 0
-        if parts:
-            self._out.write(b"".join(parts))
-        self.count += count
+    def write_framed(self, chunks: Iterable[Tuple[bytes, int]]) -> None:
+        """Writes records already framed (spill.py's chunks: frames back to back, and how many)."""
+        for data, count in chunks:
+            self._out.write(data)
+            self.count += count
 
     def close(self) -> None:
         if self._gzip is not None:
