@@ -6,8 +6,8 @@ Prints, for en_books_dev (or --input_file) repeated 1x and --scale times (seq 12
   * start-up: CPU-seconds a build process spends before it reads its first document (from the build's own
     progress records), for the in_memory process and for a multi_processing worker subprocess;
   * peak RSS of the largest process, on x1 and x{scale} (flat = bounded memory);
-  * 2-worker efficiency: multi_processing with 2 workers, instances per CPU-second of the whole process tree,
-    as a share of one in_memory process's;
+  * 2-worker efficiency: multi_processing with 2 workers, instances per CPU-second of the whole process tree
+    (mean of two runs), as a share of one in_memory process's (mean of two runs);
   * CPU-seconds of the same build alone and while a second busy process shares the machine.
 CPU-seconds are user+sys of the whole process tree (Beam worker subprocesses included). On a shared machine
 absolute figures move with the load; quote the ratios, which come from runs made minutes apart.
@@ -271,9 +271,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                 busy.wait()
             alone = bench.build(f"bertbeam x{args.scale} alone (again)", big, mb * args.scale)
         workers = None
+        worker_runs: List[Dict] = []
         if not args.skip_workers:
-            workers = bench.build(f"bertbeam x{args.scale} multi_processing 2 workers", big, mb * args.scale,
-                                  "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+            # Two runs, as the one-process figure is the mean of two: the efficiency compares like with like.
+            for again in ("", " (again)"):
+                worker_runs.append(bench.build(f"bertbeam x{args.scale} multi_processing 2 workers{again}", big,
+                                               mb * args.scale, "--direct_running_mode=multi_processing",
+                                               "--direct_num_workers=2"))
+            workers = worker_runs[0]
         base_tiny = base1 = base_big = None
         if not args.skip_baseline:
             base_scale = args.baseline_scale or args.scale
@@ -347,9 +352,11 @@ def main(argv: Optional[List[str]] = None) -> None:
           + (f"; reference x1 {ref1['rss_mb']:.0f} MiB, x{ref_big['mb'] / mb:.0f} {ref_big['rss_mb']:.0f} MiB"
              if ref_big is not None else ""))
     if workers is not None:
-        print(f"  2-worker efficiency (multi_processing, whole process tree): {_rate(workers):,.0f} vs "
-              f"{ours_rate:,.0f} instances per CPU-second in one process = "
-              f"{100 * _rate(workers) / ours_rate:.0f}% (goal >= 85%)")
+        multi_rate = workers["n"] / (sum(r["cpu"] for r in worker_runs) / len(worker_runs))
+        multi_runs = ", ".join(f"{r['cpu']:.1f}" for r in worker_runs)
+        print(f"  2-worker efficiency (multi_processing, whole process tree; runs {multi_runs} CPU-s): "
+              f"{multi_rate:,.0f} vs {ours_rate:,.0f} instances per CPU-second in one process = "
+              f"{100 * multi_rate / ours_rate:.0f}% (goal >= 85%)")
     if load is not None:
         print(f"  CPU-seconds with a second busy process / alone: {load['cpu']:.1f} / {single_cpu:.1f} = "
               f"{load['cpu'] / single_cpu:.2f}x (goal <= 1.2x)")

@@ -3,6 +3,7 @@ allocator, and one-line, noise-free logs."""
 import codecs
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -69,17 +70,20 @@ MALLOC_ENV: Dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(MALLOC_THRESHOLD_BYT
                               "MALLOC_TRIM_THRESHOLD_": str(MALLOC_THRESHOLD_BYTES)}
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> Optional[ctypes.CDLL]:
-    """The C library if it is glibc (has mallopt and gnu_get_libc_version), else None."""
-    try:
-        name = ctypes.util.find_library("c") or "libc.so.6"
-        libc = ctypes.CDLL(name)
-        libc.gnu_get_libc_version  # pylint: disable=pointless-statement  # only glibc has it
-        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        libc.mallopt.restype = ctypes.c_int
-        return libc
-    except (OSError, AttributeError, TypeError):
-        return None
+    """The C library if it is glibc (has mallopt and gnu_get_libc_version), else None. Tries glibc's soname
+    first: ctypes.util.find_library runs `ldconfig -p` in a subprocess (tens of ms in every worker)."""
+    for name in ("libc.so.6", None):
+        try:
+            libc = ctypes.CDLL(name or ctypes.util.find_library("c") or "libc.so.6")
+            libc.gnu_get_libc_version  # pylint: disable=pointless-statement  # only glibc has it
+            libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+            libc.mallopt.restype = ctypes.c_int
+            return libc
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None
 
 
 def tune_malloc(threshold: int = MALLOC_THRESHOLD_BYTES, env: Optional[MutableMapping[str, str]] = None) -> bool:
