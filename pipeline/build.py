@@ -515,7 +515,9 @@ def per_length_args(args: argparse.Namespace) -> List[argparse.Namespace]:
 def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     """Builds the dataset(s); returns one manifest per sequence length. Raises FlagError (or VocabError,
     InputError) for bad flags or inputs before any work starts."""
-    marks = [("interpreter and main", time.process_time())]  # where start-up goes: printed under the time table
+    # Where start-up goes, printed under the time table ("before run_all": the interpreter and `main`, or
+    # whatever a longer-lived caller did earlier).
+    marks = [("before run_all", time.process_time())]
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()  # before numpy/Beam load; worker subprocesses inherit it
     runtime_env.tune_malloc()  # glibc heap thresholds (no-op elsewhere); subprocesses inherit the variables

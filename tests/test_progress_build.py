@@ -31,7 +31,7 @@ def test_progress_in_multi_processing_and_quiet_give_the_same_bytes(tmp_path, de
         assert stage in err, stage
     parts = [x for x in err.splitlines() if x.startswith("start-up (launcher): ")]
     assert len(parts) == 1 and all(f"{step} " in parts[0] for step in (
-        "interpreter and main", "imports", "flags, vocabulary and inputs", "tokenizer", "job graph")), err
+        "before run_all", "imports", "flags, vocabulary and inputs", "tokenizer", "job graph")), err
     assert "semi_persistent_directory" not in err  # known Beam worker noise is filtered
     build.run(_argv(demo_corpus, demo_vocab, tmp_path / "quiet", "--quiet"))
     err = capsys.readouterr().err
