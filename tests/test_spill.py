@@ -57,3 +57,19 @@ def test_damaged_segment_is_an_error_naming_it(tmp_path):
     path.write_bytes(data[:-3])
     with pytest.raises(IOError, match="run.bin@0: truncated"):
         spill.merge_segments(lambda p: io.open(p, "rb"), [(str(path), *index[0])])
+
+
+def test_write_run_writes_encode_runs_bytes(tmp_path):
+    rng = random.Random(3)
+    items = [(rng.getrandbits(64), bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 60)))) for _ in range(3000)]
+    ks = np.array([k for k, _ in items], dtype=np.uint64)
+    shards = np.array([keys.shard_of(int(k), 5) for k in ks], dtype=np.int64)
+    order = np.lexsort((ks, shards))
+    args = (shards[order], ks[order], [items[i][1] for i in order])
+    data, table = spill.encode_run(*args)
+    path = tmp_path / "run.bin"
+    with open(path, "wb") as f:  # a local file: vectored writes, over 1,024 parts
+        assert spill.write_run(f, *args) == table
+    assert path.read_bytes() == data
+    buffer = io.BytesIO()  # a stream without a file descriptor
+    assert spill.write_run(buffer, *args) == table and buffer.getvalue() == data

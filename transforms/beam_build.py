@@ -230,10 +230,12 @@ class _BuildRunsFn(beam.DoFn):
                 instances += len(result.records)
                 plan = self._plans[index]
                 with watch.clock("spill"):
-                    data, shard_index = spill.encode_run(result.shard_ids, result.keys, result.records)
                     # The run's name derives from its first document's key: a re-run bundle rewrites the same file.
                     run_path = fileio.join(plan.tmp_dir, f"run-{keys.seed64(bucket[0].key):016x}.bin")
-                    fileio.write_atomic(run_path, data)
+                    stream, tmp = fileio.create_temp_for(run_path)
+                    with stream:
+                        shard_index = spill.write_run(stream, result.shard_ids, result.keys, result.records)
+                    fileio.commit_temp(tmp, run_path)
                 for shard, (offset, length, count) in shard_index.items():
                     yield ("slice", (index, int(shard)), (run_path, offset, length, count))
             reported = watch.report(rng, bucket[-1].key, len(bucket), instances, reported)

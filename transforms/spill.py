@@ -21,7 +21,7 @@ from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Sequence,
 
 import numpy as np
 
-from transforms.tfrecord_io import frame_many, read_records
+from transforms.tfrecord_io import frame_many, frame_parts, frame_sizes, read_records
 
 _INDEX = np.dtype([("key", ">u8"), ("size", ">u4")])  # per record of a segment: sort key, frame length
 _FRAME_OVERHEAD = 16  # TFRecord frame bytes around the data: 8 length + 4 length CRC + 4 data CRC
@@ -52,6 +52,57 @@ def encode_run(shard_ids: np.ndarray, keys: np.ndarray, records: Sequence[bytes]
         out.write(view[frame_at[a]:frame_at[b]])
         table[int(shard_ids[a])] = (offset, out.tell() - offset, b - a)
     return out.getvalue(), table
+
+
+def write_run(out: BinaryIO, shard_ids: np.ndarray, keys: np.ndarray,
+              records: Sequence[bytes]) -> Dict[int, Tuple[int, int, int]]:
+    """encode_run's bytes written to `out` as they are made, never joined in memory: index blocks, then frames
+    by vectored writes where `out` is a local file (`os.writev`). Returns the same shard -> (offset, length,
+    count) table."""
+    import os  # pylint: disable=import-outside-toplevel
+    n = len(records)
+    sizes = frame_sizes(records)
+    index = np.empty(n, _INDEX)
+    index["key"] = keys
+    index["size"] = sizes
+    parts = frame_parts(records)
+    shard_ids = np.asarray(shard_ids, np.int64)
+    cuts = np.flatnonzero(np.diff(shard_ids)) + 1 if n else np.zeros(0, np.int64)
+    try:
+        fd = out.fileno()
+        out.flush()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fd = None
+    table: Dict[int, Tuple[int, int, int]] = {}
+    offset = 0
+    for a, b in zip([0] + cuts.tolist(), cuts.tolist() + [n]):
+        if a == b:
+            continue
+        block = index[a:b].tobytes()
+        frames = parts[3 * a:3 * b]
+        length = len(block) + int(sizes[a:b].sum())
+        if fd is None:
+            out.write(block + b"".join(frames))
+        else:
+            _writev_all(os, fd, [block] + frames)
+        table[int(shard_ids[a])] = (offset, length, b - a)
+        offset += length
+    return table
+
+
+_IOV_MAX = 1024  # parts per os.writev call (Linux's IOV_MAX)
+
+
+def _writev_all(os, fd: int, parts: List[bytes]) -> None:
+    """Writes every part, in order, with os.writev; a short write finishes with plain writes."""
+    for lo in range(0, len(parts), _IOV_MAX):
+        batch = parts[lo:lo + _IOV_MAX]
+        want = sum(map(len, batch))
+        done = os.writev(fd, batch)
+        if done < want:
+            rest = memoryview(b"".join(batch))[done:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
 
 
 def split_run(data: bytes, index: Dict[int, Tuple[int, int, int]]) -> Dict[int, Tuple[bytes, int]]:

@@ -24,9 +24,10 @@ def frame_record(data: bytes) -> bytes:
     return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
 
 
-def frame_many(records: Sequence[bytes]) -> Tuple[bytes, np.ndarray]:
-    """frame_record of each record, joined, and each frame's length (len(record) + 16). The length header's
-    CRC is computed once per distinct length."""
+def frame_parts(records: Sequence[bytes]) -> List[bytes]:
+    """frame_record of each record as three parts (length and its CRC, data, data CRC), in one list: what
+    frame_many joins and what a vectored write (os.writev) takes as it is. The length header's CRC is computed
+    once per distinct length."""
     value, pack_i, pack_q = google_crc32c.value, _U32.pack, _U64.pack
     headers: Dict[int, bytes] = {}
     parts: List[bytes] = []
@@ -38,9 +39,18 @@ def frame_many(records: Sequence[bytes]) -> Tuple[bytes, np.ndarray]:
             header = headers[n] = length + pack_i(masked_crc32c(length))
         crc = value(data)
         parts += (header, data, pack_i((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF))
+    return parts
+
+
+def frame_many(records: Sequence[bytes]) -> Tuple[bytes, np.ndarray]:
+    """frame_record of each record, joined, and each frame's length (len(record) + 16)."""
+    return b"".join(frame_parts(records)), frame_sizes(records)
+
+
+def frame_sizes(records: Sequence[bytes]) -> np.ndarray:
     sizes = np.fromiter(map(len, records), np.int64, count=len(records))
     sizes += 16
-    return b"".join(parts), sizes
+    return sizes
 
 
 class TFRecordWriter:
