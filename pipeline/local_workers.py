@@ -124,6 +124,9 @@ class ForkServer:
         if pid == 0:  # the server: never returns
             code = 1
             try:
+                # Ctrl-C reaches the whole process group: the launcher handles it (and closes the lifeline),
+                # the workers stop as cold ones would; the server itself only waits for them.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 os.close(life_w)
                 _serve(listener, life_r, target)
                 code = 0
@@ -202,6 +205,7 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
     the command."""
     code = 1
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold worker (the server ignores it)
         os.environ.clear()
         os.environ.update(env)
         sys.argv = [__file__]  # not the launcher's flags: a cold worker's argv holds none either
@@ -210,6 +214,8 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C: the launcher reports the run's end; no traceback per worker
+        code = 128 + signal.SIGINT
     except BaseException:  # pylint: disable=broad-except
         import traceback  # pylint: disable=import-outside-toplevel
         traceback.print_exc()
