@@ -13,6 +13,18 @@ def test_mallopt_succeeds_on_glibc_and_sets_the_child_variables():
     assert runtime_env.tune_malloc(env=env) is True
     assert env["MALLOC_TRIM_THRESHOLD_"] == "1234"  # a user's own setting is kept
     assert env["MALLOC_MMAP_THRESHOLD_"] == str(runtime_env.MALLOC_THRESHOLD_BYTES)
+    assert env["MALLOC_ARENA_MAX"] == "1"  # one arena: a build works on one thread at a time
+    calls = []
+
+    class Recording:
+        @staticmethod
+        def mallopt(param, value):
+            calls.append(param)
+            return 1
+    import unittest.mock
+    with unittest.mock.patch.object(runtime_env, "_glibc", lambda: Recording()):
+        assert runtime_env.tune_malloc(env={"MALLOC_ARENA_MAX": "4"}) is True
+    assert runtime_env.M_ARENA_MAX not in calls  # a user's MALLOC_ARENA_MAX stands in this process too
 
 
 def test_a_refusing_mallopt_reports_false_without_raising(monkeypatch):
