@@ -17,10 +17,12 @@ one blob; a shard orders its blobs' records the same way in memory (one shard, a
 and on both paths.
 """
 import io
+import os
 from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from transforms.example_codec import gather_index
 from transforms.tfrecord_io import frame_many, frame_parts, frame_sizes, read_records
 
 _INDEX = np.dtype([("key", ">u8"), ("size", ">u4")])  # per record of a segment: sort key, frame length
@@ -59,7 +61,6 @@ def write_run(out: BinaryIO, shard_ids: np.ndarray, keys: np.ndarray,
     """encode_run's bytes written to `out` as they are made, never joined in memory: index blocks, then frames
     by vectored writes where `out` is a local file (`os.writev`). Returns the same shard -> (offset, length,
     count) table."""
-    import os  # pylint: disable=import-outside-toplevel
     n = len(records)
     sizes = frame_sizes(records)
     index = np.empty(n, _INDEX)
@@ -84,7 +85,7 @@ def write_run(out: BinaryIO, shard_ids: np.ndarray, keys: np.ndarray,
         if fd is None:
             out.write(block + b"".join(frames))
         else:
-            _writev_all(os, fd, [block] + frames)
+            _writev_all(fd, [block] + frames)
         table[int(shard_ids[a])] = (offset, length, b - a)
         offset += length
     return table
@@ -93,7 +94,7 @@ def write_run(out: BinaryIO, shard_ids: np.ndarray, keys: np.ndarray,
 _IOV_MAX = 1024  # parts per os.writev call (Linux's IOV_MAX)
 
 
-def _writev_all(os, fd: int, parts: List[bytes]) -> None:
+def _writev_all(fd: int, parts: List[bytes]) -> None:
     """Writes every part, in order, with os.writev; a short write finishes with plain writes."""
     for lo in range(0, len(parts), _IOV_MAX):
         batch = parts[lo:lo + _IOV_MAX]
@@ -203,7 +204,6 @@ def _order_ties_by_bytes(order: np.ndarray, tied: np.ndarray, sources: Sequence[
 def _gather(picked: np.ndarray, sources: Sequence[_Source], source: np.ndarray, frame_at: np.ndarray,
             size: np.ndarray) -> bytes:
     """The frames of `picked` records, in that order: one read per source, then one numpy gather."""
-    from transforms.example_codec import gather_index  # pylint: disable=import-outside-toplevel
     src, at, length = source[picked], frame_at[picked], size[picked]
     n_sources = len(sources)
     lo = np.full(n_sources, np.iinfo(np.int64).max, np.int64)

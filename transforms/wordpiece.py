@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import unicodedata
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
