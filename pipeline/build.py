@@ -265,14 +265,19 @@ LOCAL_RUNNERS = ("directrunner", "direct", "fnapirunner", "bundlebaseddirectrunn
                  "prismrunner", "testdirectrunner")
 
 
+def _runner_short_name(runner_name: str) -> str:
+    """`--runner`'s class name, lower case, also when given as a dotted path."""
+    return runner_name.rsplit(".", 1)[-1].lower()
+
+
 def is_local_runner(runner_name: str) -> bool:
     """Whether the runner runs in this machine's process tree (its workers see this machine's files)."""
-    return runner_name.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
+    return _runner_short_name(runner_name) in LOCAL_RUNNERS
 
 
 def is_dask_runner(runner_name: str) -> bool:
     """`--runner=DaskRunner` (or its dotted path): Beam's DaskRunner, which Beam's short names do not include."""
-    return runner_name.rsplit(".", 1)[-1].lower() in ("daskrunner", "dask")
+    return _runner_short_name(runner_name) in ("daskrunner", "dask")
 
 
 def resolve_shuffle(shuffle: str, runner_name: str) -> str:
@@ -313,7 +318,7 @@ def check_remote_support(args: argparse.Namespace, runner_name: str, dry_run: bo
         if problem:
             raise FlagError(f"--{flag}={path}: {problem}")
     # Dataflow stages the job through gs:// (Beam's DataflowRunner itself imports without the libraries).
-    if runner_name.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow") and not dry_run and \
+    if _runner_short_name(runner_name) in ("dataflowrunner", "dataflow") and not dry_run and \
             fileio.remote_support_problem("gs://staging/"):
         raise FlagError(f"--runner={runner_name} needs Beam's Google Cloud libraries: {fileio.REMOTE_EXTRA_HINT}")
 
@@ -392,22 +397,25 @@ def choose_split_bytes(input_split_mb: float, inputs) -> int:
     return int(mb * (1 << 20))
 
 
+def estimated_output_bytes(args, inputs) -> float:
+    """TFRecord bytes a build will write, roughly (to choose and check shard sizes, never the output)."""
+    return text_bytes(inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
+
+
 def choose_num_shards(args, inputs) -> int:
     if args.num_shards:
         return args.num_shards
-    estimate = text_bytes(inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
-    return max(1, int(math.ceil(estimate / (args.target_shard_mb * (1 << 20)))))
+    return max(1, int(math.ceil(estimated_output_bytes(args, inputs) / (args.target_shard_mb * (1 << 20)))))
 
 
-# A shard is sorted in one worker's memory on the runner path (about 2x its size while sorting).
+# A shard is ordered in one worker's memory on the runner path (about 1.3x its size at the peak, launch.py).
 MAX_SHARD_MB_RUNNER_SHUFFLE = 1024
 
 
 def shard_size_warning(args, inputs, num_shards: int) -> Optional[str]:
     """With --shuffle=runner a shard is held and sorted in one worker's memory: warn when the estimated shard
     size exceeds MAX_SHARD_MB_RUNNER_SHUFFLE (raise --num_shards or lower --target_shard_mb)."""
-    total = text_bytes(inputs) * args.dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
-    per_shard_mb = total / max(1, num_shards) / (1 << 20)
+    per_shard_mb = estimated_output_bytes(args, inputs) / max(1, num_shards) / (1 << 20)
     if per_shard_mb <= MAX_SHARD_MB_RUNNER_SHUFFLE:
         return None
     return (f"--num_shards={num_shards}: about {per_shard_mb:.0f} MB per shard, and with --shuffle=runner a "
@@ -607,8 +615,8 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     runtime_env.freeze_startup_objects()
     import contextlib  # pylint: disable=import-outside-toplevel
     marks.append(("job graph", time.process_time()))
-    startup_parts = [(marks[0][0], marks[0][1])] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
-    watch = _local_progress(args, runner_name, inputs, started, sum(plan.cfg.num_shards for plan in plans),
+    startup_parts = marks[:1] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
+    watch = _local_progress(args, runner is not None, inputs, started, sum(plan.cfg.num_shards for plan in plans),
                             startup_parts)
     # The fork server starts before any thread (the progress line's, Beam's): a fork copies only the caller.
     # The time table comes after it has closed: its workers' CPU then counts among this process's children.
@@ -628,11 +636,12 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     return [read_manifest(plan.output_dir) for plan in plans]
 
 
-def _local_progress(args, runner_name: str, inputs, started: float, num_shards: int,
+def _local_progress(args, local: bool, inputs, started: float, num_shards: int,
                     startup_parts: Sequence[Tuple[str, float]] = ()):
-    """Progress lines and the closing time table for local runs (Dataflow shows the Beam counters)."""
+    """Progress lines and the closing time table for runs on a runner object built here (local_runner: the
+    DirectRunner, a Dask cluster); Dataflow shows the Beam counters."""
     from pipeline import progress  # pylint: disable=import-outside-toplevel
-    if args.quiet or progress.quiet_from_env() or local_runner(runner_name) is None:
+    if args.quiet or progress.quiet_from_env() or not local:
         return None
     import tempfile  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
