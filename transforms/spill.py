@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Sequence,
 import numpy as np
 
 from transforms.example_codec import gather_index
-from transforms.tfrecord_io import frame_many, frame_parts, frame_sizes, read_records
+from transforms.tfrecord_io import frame_parts, frame_sizes, read_records
 
 _INDEX = np.dtype([("key", ">u8"), ("size", ">u4")])  # per record of a segment: sort key, frame length
 _FRAME_OVERHEAD = 16  # TFRecord frame bytes around the data: 8 length + 4 length CRC + 4 data CRC
@@ -33,34 +33,16 @@ Chunk = Tuple[bytes, int]  # TFRecord frames back to back, and how many
 
 def encode_run(shard_ids: np.ndarray, keys: np.ndarray, records: Sequence[bytes]) -> Tuple[bytes, Dict[int, Tuple[int, int, int]]]:
     """Run file bytes for records already sorted by (shard, key), and shard -> (offset, length, count)."""
-    n = len(records)
-    frames, sizes = frame_many(records)
-    index = np.empty(n, _INDEX)
-    index["key"] = keys
-    index["size"] = sizes
-    shard_ids = np.asarray(shard_ids, np.int64)
-    cuts = np.flatnonzero(np.diff(shard_ids)) + 1 if n else np.zeros(0, np.int64)
-    starts, ends = [0] + cuts.tolist(), cuts.tolist() + [n]
-    frame_at = np.zeros(n + 1, np.int64)
-    np.cumsum(sizes, out=frame_at[1:])
     out = io.BytesIO()
-    table: Dict[int, Tuple[int, int, int]] = {}
-    view = memoryview(frames)
-    for a, b in zip(starts, ends):
-        if a == b:
-            continue
-        offset = out.tell()
-        out.write(index[a:b].tobytes())
-        out.write(view[frame_at[a]:frame_at[b]])
-        table[int(shard_ids[a])] = (offset, out.tell() - offset, b - a)
+    table = write_run(out, shard_ids, keys, records)
     return out.getvalue(), table
 
 
 def write_run(out: BinaryIO, shard_ids: np.ndarray, keys: np.ndarray,
               records: Sequence[bytes]) -> Dict[int, Tuple[int, int, int]]:
-    """encode_run's bytes written to `out` as they are made, never joined in memory: index blocks, then frames
-    by vectored writes where `out` is a local file (`os.writev`). Returns the same shard -> (offset, length,
-    count) table."""
+    """A run written to `out`: per shard, in order, a segment of an index block, then the records' frames (by
+    vectored writes, never joined, where `out` is a local file: `os.writev`). Returns shard -> (offset,
+    length, count) of each segment."""
     n = len(records)
     sizes = frame_sizes(records)
     index = np.empty(n, _INDEX)

@@ -25,9 +25,9 @@ def frame_record(data: bytes) -> bytes:
 
 
 def frame_parts(records: Sequence[bytes]) -> List[bytes]:
-    """frame_record of each record as three parts (length and its CRC, data, data CRC), in one list: what
-    frame_many joins and what a vectored write (os.writev) takes as it is. The length header's CRC is computed
-    once per distinct length."""
+    """frame_record of each record as three parts (length and its CRC, data, data CRC), in one list, as a
+    vectored write (os.writev) or a join takes it. The length header's CRC is computed once per distinct
+    length."""
     value, pack_i, pack_q = google_crc32c.value, _U32.pack, _U64.pack
     headers: Dict[int, bytes] = {}
     parts: List[bytes] = []
@@ -42,12 +42,8 @@ def frame_parts(records: Sequence[bytes]) -> List[bytes]:
     return parts
 
 
-def frame_many(records: Sequence[bytes]) -> Tuple[bytes, np.ndarray]:
-    """frame_record of each record, joined, and each frame's length (len(record) + 16)."""
-    return b"".join(frame_parts(records)), frame_sizes(records)
-
-
 def frame_sizes(records: Sequence[bytes]) -> np.ndarray:
+    """Each record's TFRecord frame length: len(record) + 16."""
     sizes = np.fromiter(map(len, records), np.int64, count=len(records))
     sizes += 16
     return sizes
