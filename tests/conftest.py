@@ -48,3 +48,34 @@ def demo_vocab(tmp_path_factory, demo_corpus) -> Path:
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     return path
+
+
+KANGYUR = SHARED / "data" / "text" / "tibetan" / "kangyur_vol033_d12.jsonl"
+# The CompassionAI seed's create_pretraining_data.py flags (ALBERT's names), as both Tibetan seed tests pass them.
+SEED_ALBERT_BUILD_FLAGS = ("--do_lower_case=False", "--keep_accents=True", "--short_seq_prob=0.05",
+                           "--max_predictions_per_seq=20", "--masked_lm_prob=0.15", "--do_whole_word_mask=False",
+                           "--favor_shorter_ngram=False", "--ngram=3", "--do_permutation=False",
+                           "--random_next_sentence=False", "--max_seq_length=128")
+
+
+@pytest.fixture
+def kangyur_spm(tmp_path):
+    """(Kangyur volume 33's texts, a 1,000-piece BPE SentencePiece model trained on its first 200,000
+    characters cut at the shad, with ALBERT's specials); skips without ../shared or sentencepiece."""
+    import json
+    import re
+    if not KANGYUR.exists():
+        pytest.skip("../shared Tibetan text absent")
+    spm = pytest.importorskip("sentencepiece")
+    texts = [json.loads(line)["text"] for line in KANGYUR.read_text(encoding="utf-8").splitlines()]
+    lines = [s for s in re.split(r"(?<=\u0f0d)\s*", "".join(texts)[:200_000]) if s.strip()]
+    (tmp_path / "lines.txt").write_text("\n".join(lines), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "lines.txt"), model_prefix=str(tmp_path / "bo"),
+                                   vocab_size=1000, model_type="bpe", pad_id=0, unk_id=1, eos_id=-1, bos_id=-1,
+                                   control_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+    return texts, tmp_path / "bo.model"
+
+
+@pytest.fixture
+def seed_albert_build_flags():
+    return list(SEED_ALBERT_BUILD_FLAGS)

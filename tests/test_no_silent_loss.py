@@ -15,7 +15,6 @@ from transforms.instances import (DocumentStats, InstanceConfig, TokenBreaks, cr
                                   split_long_sentence)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TIBETAN = SHARED / "data" / "text" / "tibetan" / "kangyur_vol033_d12.jsonl"
 
 
 def _synthetic_bucket(seed=7, n_docs=40):
@@ -220,32 +219,22 @@ def test_build_summary_prints_share_and_warns_on_stderr(tmp_path, demo_vocab, ca
     assert "reached an instance" in out and "WARNING: only" in err and "tokens read reached an instance" in err
 
 
-@pytest.mark.skipif(not TIBETAN.exists(), reason="../shared Tibetan text absent")
-def test_kangyur_with_the_seed_albert_flags_keeps_every_token(tmp_path):
+def test_kangyur_with_the_seed_albert_flags_keeps_every_token(tmp_path, kangyur_spm, seed_albert_build_flags):
     """Kangyur volume 33 (jsonl, no spaces, works up to 2.6 MB), a SentencePiece model trained here."""
-    spm = pytest.importorskip("sentencepiece")
-    texts = [json.loads(line)["text"] for line in TIBETAN.read_text(encoding="utf-8").splitlines()]
-    lines = [s for s in re.split(r"(?<=\u0f0d)\s*", "".join(texts)[:200_000]) if s.strip()]
-    (tmp_path / "lines.txt").write_text("\n".join(lines), encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "lines.txt"), model_prefix=str(tmp_path / "bo"),
-                                   vocab_size=1000, model_type="bpe", pad_id=0, unk_id=1, eos_id=-1, bos_id=-1,
-                                   control_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+    import sentencepiece as spm
+    texts, model = kangyur_spm
     corpus = tmp_path / "kangyur.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"w{i}", "text": t[:150_000]}) + "\n" for i, t in enumerate(texts)),
                       encoding="utf-8")
-    seed_flags = ["--do_lower_case=False", "--keep_accents=True", "--short_seq_prob=0.05",
-                  "--max_predictions_per_seq=20", "--masked_lm_prob=0.15", "--do_whole_word_mask=False",
-                  "--favor_shorter_ngram=False", "--ngram=3", "--do_permutation=False",
-                  "--random_next_sentence=False", "--max_seq_length=128"]
     m, out = _build(tmp_path, "bo", f"--input_file={corpus}", "--input_format=jsonl",
-                    f"--spm_model_file={tmp_path / 'bo.model'}", "--pairing=none", *seed_flags)
+                    f"--spm_model_file={model}", "--pairing=none", *seed_albert_build_flags)
     tok = m["tokens"]
     assert tok["reached_instance_share"] >= 0.99 and m["reconciliation"]["ok"], tok
     assert m["max_ngram_size"] == 3 and m["pairing"] == "none" and not m["favor_shorter_ngram"]
     # A record decodes back to Tibetan text from the volume.
     from transforms.example_codec import decode_example
     from transforms.tfrecord_io import read_records_from_path
-    proc = spm.SentencePieceProcessor(model_file=str(tmp_path / "bo.model"))
+    proc = spm.SentencePieceProcessor(model_file=str(model))
     ex = decode_example(next(iter(read_records_from_path(str(next(out.glob("train-*")))))))
     ids = np.array(ex["input_ids"])
     k = int(np.sum(ex["masked_lm_weights"]))

@@ -1,14 +1,8 @@
 """`bertbeam train` with the CompassionAI seed's run_pretraining.py flags (values scaled down) on a tiny
 ALBERT with type_vocab_size 1, MLM only, on Tibetan records built by the pipeline: the loss falls."""
 import json
-import re
-from pathlib import Path
 
-import pytest
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TIBETAN = SHARED / "data" / "text" / "tibetan" / "kangyur_vol033_d12.jsonl"
-VOCAB_SIZE = 1000
+VOCAB_SIZE = 1000  # the kangyur_spm fixture's model
 TINY_ALBERT = {"attention_probs_dropout_prob": 0, "hidden_act": "gelu", "hidden_dropout_prob": 0,
                "embedding_size": 32, "hidden_size": 64, "initializer_range": 0.02, "intermediate_size": 128,
                "max_position_embeddings": 128, "num_attention_heads": 2, "num_hidden_layers": 2,
@@ -16,26 +10,16 @@ TINY_ALBERT = {"attention_probs_dropout_prob": 0, "hidden_act": "gelu", "hidden_
                "inner_group_num": 1, "down_scale_factor": 1, "type_vocab_size": 1, "vocab_size": VOCAB_SIZE}
 
 
-@pytest.mark.skipif(not TIBETAN.exists(), reason="../shared Tibetan text absent")
-def test_train_with_seed_albert_flags_loss_falls(tmp_path):
-    spm = pytest.importorskip("sentencepiece")
+def test_train_with_seed_albert_flags_loss_falls(tmp_path, kangyur_spm, seed_albert_build_flags):
     from pipeline import build
     from training import run_pretrain
-    texts = [json.loads(line)["text"] for line in TIBETAN.read_text(encoding="utf-8").splitlines()]
-    lines = [s for s in re.split(r"(?<=\u0f0d)\s*", "".join(texts)[:200_000]) if s.strip()]
-    (tmp_path / "lines.txt").write_text("\n".join(lines), encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "lines.txt"), model_prefix=str(tmp_path / "bo"),
-                                   vocab_size=VOCAB_SIZE, model_type="bpe", pad_id=0, unk_id=1, eos_id=-1,
-                                   bos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+    texts, model = kangyur_spm
     corpus = tmp_path / "bo.jsonl"
     corpus.write_text(json.dumps({"id": "w", "text": "".join(texts)[:120_000]}) + "\n", encoding="utf-8")
     data = tmp_path / "records"
-    build.run([f"--input_file={corpus}", "--input_format=jsonl", f"--spm_model_file={tmp_path / 'bo.model'}",
+    build.run([f"--input_file={corpus}", "--input_format=jsonl", f"--spm_model_file={model}",
                f"--output_dir={data}", "--pairing=none", "--num_shards=2", "--dupe_factor=2",
-               "--do_lower_case=False", "--keep_accents=True", "--short_seq_prob=0.05",
-               "--max_predictions_per_seq=20", "--masked_lm_prob=0.15", "--do_whole_word_mask=False",
-               "--favor_shorter_ngram=False", "--ngram=3", "--do_permutation=False",
-               "--random_next_sentence=False", "--max_seq_length=128"])
+               *seed_albert_build_flags])
     config = tmp_path / "albert_config.json"
     config.write_text(json.dumps(TINY_ALBERT))
     out = tmp_path / "run"
