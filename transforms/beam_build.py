@@ -359,7 +359,7 @@ class _WriteShardFn(beam.DoFn):
         payloads = [p for p in payloads if p is not None]
         expected = sum(p[-1] for p in payloads)
         if self._shuffle == "local_files":
-            chunks = spill.merge_segments_framed(fileio.open_read, sorted(payloads))
+            chunks = spill.merge_segments_framed(fileio.open_read, payloads)  # it orders the segments itself
         else:
             chunks = spill.sort_blobs_framed(payloads)
         path = fileio.join(plan.output_dir, plan.shard_name(shard))
