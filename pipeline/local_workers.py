@@ -4,19 +4,18 @@ Beam's FnApiRunner starts every multi_processing worker cold, as `python -m apac
 sdk_worker_main`: an interpreter that imports Beam, numpy and bertbeam and loads the vocabulary again, about
 0.6 CPU-s per worker, the main cost of two worker processes over one in_memory process. Here the launcher,
 once it has loaded all of that and before it starts any thread, forks a small server; the worker command
-(`python -m pipeline.local_workers`, a few standard-library imports) asks the server for a worker, which it
+(pipeline/worker_client.py, an interpreter without site-packages) asks the server for a worker, which it
 forks already loaded. The worker runs Beam's SDK harness exactly as the cold command would, configured by
 the same environment variables (control address, pipeline options, worker id), and its exit status returns
 through the command, so Beam sees a worker process as before. Linux only; elsewhere, when the launcher
 already runs threads (a fork would copy the locks they hold) or when the server cannot be reached, the
-command runs the worker itself, cold.
+worker starts cold (`python -m pipeline.local_workers`).
 
 Both ways the worker's root logger starts with a NullHandler: Beam's own import-time warnings (e.g.
 "apitools not found" on an install without the Google Cloud libraries) would otherwise add a stderr handler
 that then prints every INFO line of the harness; the harness's log records still reach the launcher.
 """
 import contextlib
-import json
 import logging
 import os
 import select
@@ -24,19 +23,23 @@ import shlex
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 from typing import Callable, Dict, Iterator, Optional, Set
 
-SOCKET_ENV = "BERTBEAM_WORKER_SERVER"  # the fork server's socket, for the worker command
-_INT = struct.Struct(">i")
+from pipeline import worker_client
+from pipeline.worker_client import SOCKET_ENV
+
 _SHUTDOWN_GRACE_S = 10.0  # a worker still running when the launcher is done gets this long, then SIGKILL
 
 
 def worker_command() -> str:
-    """The shell command Beam runs for each local worker."""
-    return f"{shlex.quote(sys.executable)} -m pipeline.local_workers"
+    """The shell command Beam runs for each local worker: on Linux the small client script, isolated from
+    site-packages (it needs none) and exec'd by the shell rather than forked; elsewhere, where no fork server
+    runs, the cold worker itself."""
+    if sys.platform != "linux":
+        return " ".join(shlex.quote(arg) for arg in worker_client.cold_worker_argv())
+    return f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(os.path.abspath(worker_client.__file__))}"
 
 
 _FN_RUNNER_LOGGER = "apache_beam.runners.portability.fn_api_runner.fn_runner"
@@ -209,7 +212,7 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
         os.environ.clear()
         os.environ.update(env)
         sys.argv = [__file__]  # not the launcher's flags: a cold worker's argv holds none either
-        conn.sendall(_INT.pack(os.getpid()))
+        conn.sendall(worker_client.pack_int(os.getpid()))
         target()
         code = 0
     except SystemExit as e:
@@ -221,7 +224,7 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
         traceback.print_exc()
     finally:
         try:
-            conn.sendall(_INT.pack(code))
+            conn.sendall(worker_client.pack_int(code))
         except OSError:
             pass
         sys.stdout.flush()
@@ -230,53 +233,12 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
 
 
 def _receive_env(conn: socket.socket) -> Dict[str, str]:
-    size = _INT.unpack(_receive(conn, _INT.size))[0]
-    return json.loads(_receive(conn, size).decode("utf-8"))
-
-
-def _receive(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise EOFError("connection closed")
-        data += chunk
-    return data
-
-
-def ask_server(path: str) -> Optional[int]:
-    """The worker command's side: a worker forked by the server at `path`, this environment passed on; its exit
-    status (1 if it ended without one, e.g. killed). None when the server cannot be reached."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(path)
-    except OSError:
-        conn.close()
-        return None
-    with conn:
-        payload = json.dumps(dict(os.environ)).encode("utf-8")
-        conn.sendall(_INT.pack(len(payload)) + payload)
-        try:
-            pid = _INT.unpack(_receive(conn, _INT.size))[0]
-        except EOFError:
-            return 1
-
-        def forward(signum, _frame):
-            _send_signal(pid, signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        try:
-            return _INT.unpack(_receive(conn, _INT.size))[0]
-        except EOFError:
-            return 1
+    size = worker_client.unpack_int(worker_client.receive_exactly(conn, worker_client.INT_BYTES))
+    return worker_client.decode_env(worker_client.receive_exactly(conn, size))
 
 
 def main() -> int:
-    path = os.environ.get(SOCKET_ENV)
-    if path:
-        code = ask_server(path)
-        if code is not None:
-            return code
+    """The cold worker (no fork server: not Linux, or none reachable from the worker command)."""
     run_sdk_worker()
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import local_workers
+from pipeline import local_workers, worker_client
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork server is Linux-only")
@@ -63,7 +63,36 @@ def test_workers_are_forked_by_the_server_with_the_command_environment_and_exit_
 
 
 def test_command_without_a_reachable_server_falls_back(tmp_path):
-    assert local_workers.ask_server(str(tmp_path / "missing.sock")) is None
+    assert worker_client.ask_server(str(tmp_path / "missing.sock")) is None
+
+
+def test_client_runs_the_cold_worker_when_no_server_answers(tmp_path, monkeypatch):
+    """The client replaces itself with the cold worker, without the dead socket's variable in its environment."""
+    execs = []
+    monkeypatch.setenv(worker_client.SOCKET_ENV, str(tmp_path / "missing.sock"))
+    monkeypatch.setenv("TEST_VALUE", "kept")
+    monkeypatch.setattr(worker_client.os, "execve", lambda path, argv, env: execs.append((path, argv, env)))
+    worker_client.main()
+    (path, argv, env), = execs
+    assert path == sys.executable and argv[1:] == ["-m", "pipeline.local_workers"]
+    assert env["TEST_VALUE"] == "kept" and worker_client.SOCKET_ENV not in env
+
+
+def test_environment_round_trip():
+    env = {"A": "1", "EMPTY": "", "WITH_EQUALS": "x=y=z", "UNICODE": "bokm\u00e5l \u0f40", "PIPELINE_OPTIONS": '{"a": [1]}'}
+    assert worker_client.decode_env(worker_client.encode_env(env)) == env
+    assert worker_client.decode_env(worker_client.encode_env({})) == {}
+
+
+def test_client_script_imports_nothing_from_site_packages():
+    """The client runs with -I -S: it must not need bertbeam, Beam or anything else outside the interpreter."""
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='client'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pipeline', 'apache_beam', 'numpy', "
+            "'json', 'socket', 'signal', 'logging')))")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, worker_client.__file__], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_no_fork_server_in_a_process_with_threads(tmp_path):
