@@ -260,7 +260,7 @@ def test_rows_encoded_a_slice_at_a_time_give_the_bytes_of_one_pass(monkeypatch, 
                       do_whole_word_mask=True, masking=masking, write_document_ids=True)
     whole = build_tokenized_bucket(_synthetic_bucket(), cfg, _vocab())
     assert len(whole.records) > 50
-    monkeypatch.setattr(bucket_builder, "ROWS_PER_PASS", 7)  # many slices, the last one short
+    monkeypatch.setattr(bucket_builder, "CELLS_PER_PASS", 7 * 64)  # slices of 7 rows, the last one short
     sliced = build_tokenized_bucket(_synthetic_bucket(), cfg, _vocab())
     assert sliced.records == whole.records and sliced.counts == whole.counts
     assert (sliced.keys == whole.keys).all() and (sliced.shard_ids == whole.shard_ids).all()
