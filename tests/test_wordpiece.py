@@ -234,7 +234,7 @@ def test_shared_tiny_vocab_and_norwegian_special_ids():
 
 def _rust_vs_python_words(vocab_path: str, words):
     tok = WordPieceTokenizer(vocab_path, do_lower_case=True)
-    assert tok._rust_model() is not None, "tokenizers' WordPiece model is not in use"
+    assert tok._rust_tokenizer() is not None, "tokenizers' WordPiece model is not in use"
     want = [wordpiece_word(w, tok._token_to_id, tok._unk_id, tok.max_input_chars_per_word) for w in words]
     got = tok.wordpiece_words(words)
     bad = [(w, a, b) for w, a, b in zip(words, want, got) if a != b]

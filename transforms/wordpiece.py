@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from transforms.example_codec import gather_index
 from vocab.vocab_file import Vocab, load_vocab
 
 # google-research/bert at eedf5716 (the commit the reference statistics came from): WordpieceTokenizer's
@@ -307,6 +308,48 @@ def _has_surrogate(word: str) -> bool:
     return not word.isascii() and any("\ud800" <= ch <= "\udfff" for ch in word)
 
 
+class _RaggedIds:
+    """Rows of ids in flat int64 arrays (row r is ids[at[r]:at[r] + length[r]]), appended to in place: the
+    arrays double when full, so adding a few new chunks never copies the whole cache."""
+
+    def __init__(self, first_row: Sequence[int]):
+        self._ids = np.zeros(1 << 12, np.int64)
+        self._at = np.zeros(1 << 10, np.int64)
+        self._len = np.zeros(1 << 10, np.int64)
+        self.rows = self._n_ids = 0
+        self.append(np.array([len(first_row)], np.int64), np.asarray(first_row, np.int64))
+
+    @staticmethod
+    def _room(arr: np.ndarray, needed: int) -> np.ndarray:
+        if needed <= len(arr):
+            return arr
+        grown = np.zeros(max(needed, 2 * len(arr)), arr.dtype)
+        grown[:len(arr)] = arr
+        return grown
+
+    def append(self, lengths: np.ndarray, ids: np.ndarray) -> None:
+        """Adds len(lengths) rows whose ids, one row after another, are `ids`."""
+        rows, n_ids = self.rows + len(lengths), self._n_ids + len(ids)
+        self._at, self._len = self._room(self._at, rows), self._room(self._len, rows)
+        self._ids = self._room(self._ids, n_ids)
+        self._at[self.rows:rows] = self._n_ids + np.cumsum(lengths) - lengths
+        self._len[self.rows:rows] = lengths
+        self._ids[self._n_ids:n_ids] = ids
+        self.rows, self._n_ids = rows, n_ids
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids[:self._n_ids]
+
+    @property
+    def at(self) -> np.ndarray:
+        return self._at[:self.rows]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._len[:self.rows]
+
+
 class WordPieceTokenizer:
     """`tokenize_lines(lines) -> (flat int32 ids, int64 row_splits)` with google-research/bert's ids."""
 
@@ -322,13 +365,15 @@ class WordPieceTokenizer:
         self._cache_limit = int(cache_limit)
         self._longest_token = max((len(t) for t in self.vocab.tokens if not t.startswith("##")), default=0)
         self._longest_continuation = max((len(t) - 2 for t in self.vocab.tokens if t.startswith("##")), default=0)
-        # The chunk cache: chunk -> its index c; chunk c's ids are _piece_ids[_piece_at[c]:_piece_at[c] + _piece_len[c]].
+        # The chunk cache: chunk -> its row in _chunks (its ids); the words (punctuation split) of the chunks seen
+        # so far: word -> its row in _word_rows. Both set by clear_cache().
         self._chunk_index: Dict[str, int] = {}
-        self._piece_ids = self._piece_at = self._piece_len = np.zeros(0, np.int64)  # set by clear_cache()
-        self._words: Dict[str, List[int]] = {}  # words (punctuation split) of chunks not yet seen
+        self._chunks = _RaggedIds(())
+        self._word_index: Dict[str, int] = {}
+        self._word_rows = _RaggedIds(())
         self.clear_cache()
         self.cache_clears = 0  # times the chunk cache was full (for tests and benchmarks)
-        self._rust = None  # HF tokenizers' WordPiece model over this vocabulary, built on first use
+        self._rust = None  # HF tokenizers' WordPiece model over this vocabulary (a Tokenizer), built on first use
         self.use_rust_wordpiece = use_rust_wordpiece
 
     def _exact_ids(self, normalized_text: str, words: Dict[str, List[int]]) -> List[int]:
@@ -343,70 +388,88 @@ class WordPieceTokenizer:
             out.extend(ids)
         return out
 
-    def _chunk_ids(self, chunks: List[str]) -> List[Tuple[int, ...]]:
-        """The ids of new chunks: the same words and ids as _exact_ids, with one regex pass over all of them
-        ("\n" never occurs in a chunk, so it marks where one ends) instead of one call per chunk."""
-        words = self._words
-        pieces = _chunk_splitter().findall("\n".join(chunks))
-        new = [w for w in set(pieces).difference(words) if w != "\n"]
-        if new:
-            words.update(zip(new, self.wordpiece_words(new)))
-        out: List[Tuple[int, ...]] = []
-        ids: List[int] = []
-        for word in pieces:
-            if word == "\n":
-                out.append(tuple(ids))
-                ids = []
-                continue
-            ids.extend(words[word])
-        out.append(tuple(ids))
-        return out
-
     def _cache_chunks(self, chunks: List[str]) -> None:
-        """Adds new chunks (not yet cached) and their ids to the chunk cache."""
-        ids = self._chunk_ids(chunks)
-        lengths = np.fromiter(map(len, ids), np.int64, count=len(ids))
-        self._piece_at = np.concatenate([self._piece_at, len(self._piece_ids) + np.cumsum(lengths) - lengths])
-        self._piece_len = np.concatenate([self._piece_len, lengths])
-        self._piece_ids = np.concatenate([self._piece_ids, np.fromiter(itertools.chain.from_iterable(ids), np.int64,
-                                                                       count=int(lengths.sum()))])
-        base = len(self._chunk_index)
+        """Adds new chunks (not yet cached) and their ids to the chunk cache: the same words and ids as
+        _exact_ids, from one regex pass over all of them ("\n" never occurs in a chunk, so it marks where one
+        ends: it is word 0, without ids) and numpy gathers of the words' ids, not a Python loop per word."""
+        pieces = _chunk_splitter().findall("\n".join(chunks))
+        word_index = self._word_index
+        new = list(set(pieces).difference(word_index))
+        if new:
+            base = self._word_rows.rows
+            self._word_rows.append(*self._wordpiece_flat(new))
+            word_index.update(zip(new, range(base, base + len(new))))
+        words = np.fromiter(map(word_index.__getitem__, pieces), np.int64, count=len(pieces))
+        word_len = self._word_rows.lengths[words]
+        chunk_of_piece = np.cumsum(words == 0)  # a chunk's pieces follow the "\n" that ends the one before
+        chunk_len = np.bincount(chunk_of_piece, weights=word_len, minlength=len(chunks)).astype(np.int64)
+        flat = self._word_rows.ids[gather_index(self._word_rows.at[words], word_len)]
+        base = self._chunks.rows
+        self._chunks.append(chunk_len, flat)
         self._chunk_index.update(zip(chunks, range(base, base + len(chunks))))
 
     def wordpiece_words(self, words: List[str]) -> List[List[int]]:
-        """`wordpiece_word` of each word (non-empty, punctuation-split). A word that is not one vocabulary
-        entry goes to HF tokenizers' WordPiece model (Rust: the same greedy longest-match-first with "##"
-        pieces, [UNK] for a word that fails anywhere or is longer than max_input_chars_per_word code points;
-        about 2x faster than the Python loop) when tokenizers is installed, else to `wordpiece_word`.
-        tests/test_wordpiece.py checks both give the same ids on every BMP code point and the shared corpora."""
-        t2i, unk, limit = self._token_to_id, self._unk_id, self.max_input_chars_per_word
-        first, rest = self._longest_token, self._longest_continuation
-        model = self._rust_model() if self.use_rust_wordpiece else None
-        out: List[List[int]] = []
-        for word in words:
-            found = t2i.get(word)
-            if found is not None and len(word) <= limit:
-                out.append([found])
-            elif model is not None and not _has_surrogate(word):
-                out.append([token.id for token in model.tokenize(word)])
-            else:
-                out.append(wordpiece_word(word, t2i, unk, limit, first, rest))
-        return out
+        """`wordpiece_word` of each word (non-empty, punctuation-split); see _wordpiece_flat."""
+        lengths, flat = self._wordpiece_flat(words)
+        ends = np.cumsum(lengths).tolist()
+        flat_list = flat.tolist()
+        return [flat_list[b:e] for b, e in zip([0] + ends[:-1], ends)]
 
-    def _rust_model(self):
-        """HF tokenizers' WordPiece model over this vocabulary (built on first use, ~0.1 s for 30k entries);
-        None when tokenizers is missing or the vocabulary has no unknown token of its own."""
+    def _wordpiece_flat(self, words: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """`wordpiece_word` of each word (non-empty, punctuation-split) as (ids per word, all ids in word order).
+
+        A word that is one vocabulary entry (and not longer than max_input_chars_per_word) is a dict look-up.
+        The others go, all in one call, to HF tokenizers' WordPiece model (Rust: the same greedy
+        longest-match-first with "##" pieces, [UNK] for a word that fails anywhere or is longer than
+        max_input_chars_per_word code points) when tokenizers is installed, else to `wordpiece_word`; so do
+        words holding a lone surrogate, which cannot cross into Rust. tests/test_wordpiece.py checks both give
+        the same ids on every BMP code point and the shared corpora."""
+        n = len(words)
+        t2i, unk, limit = self._token_to_id, self._unk_id, self.max_input_chars_per_word
+        found = np.fromiter(map(t2i.get, words, itertools.repeat(-1)), np.int64, count=n)
+        if (found >= 0).any():
+            found[np.fromiter(map(len, words), np.int64, count=n) > limit] = -1
+        lengths = np.ones(n, np.int64)
+        others = np.flatnonzero(found < 0).tolist()
+        if not others:
+            return lengths, found
+        tokenizer = self._rust_tokenizer() if self.use_rust_wordpiece else None
+        rust = [i for i in others if not _has_surrogate(words[i])] if tokenizer is not None else []
+        in_python = sorted(set(others).difference(rust)) if len(rust) < len(others) else []
+        rust_ids = np.zeros(0, np.int64)
+        if rust:
+            encoding = tokenizer.encode([words[i] for i in rust], is_pretokenized=True, add_special_tokens=False)
+            rust_ids = np.asarray(encoding.ids, np.int64)
+            lengths[rust] = np.bincount(np.asarray(encoding.word_ids, np.int64), minlength=len(rust))
+        python_ids = [wordpiece_word(words[i], t2i, unk, limit, self._longest_token, self._longest_continuation)
+                      for i in in_python]
+        lengths[in_python] = [len(ids) for ids in python_ids]
+        starts = np.cumsum(lengths) - lengths
+        flat = np.empty(int(lengths.sum()), np.int64)
+        single = np.flatnonzero(found >= 0)
+        flat[starts[single]] = found[single]
+        if rust:
+            flat[gather_index(starts[rust], lengths[rust])] = rust_ids
+        for i, ids in zip(in_python, python_ids):
+            flat[starts[i]:starts[i] + len(ids)] = ids
+        return lengths, flat
+
+    def _rust_tokenizer(self):
+        """HF tokenizers' WordPiece model over this vocabulary, in a Tokenizer without normaliser, pre-tokeniser
+        or special tokens (words pass through as they are); built on first use (~10 ms for 30k entries). None
+        when tokenizers is missing or the vocabulary has no unknown token of its own."""
         if self._rust is None:
             self._rust = False
             unk = self.vocab.tokens[self._unk_id] if 0 <= self._unk_id < len(self.vocab.tokens) else None
             if unk is None or self._token_to_id.get(unk) != self._unk_id:
                 return None
             try:
+                from tokenizers import Tokenizer  # pylint: disable=import-outside-toplevel
                 from tokenizers.models import WordPiece  # pylint: disable=import-outside-toplevel
             except ImportError:
                 return None
-            self._rust = WordPiece(dict(self._token_to_id), unk_token=unk, continuing_subword_prefix="##",
-                                   max_input_chars_per_word=self.max_input_chars_per_word)
+            self._rust = Tokenizer(WordPiece(dict(self._token_to_id), unk_token=unk, continuing_subword_prefix="##",
+                                             max_input_chars_per_word=self.max_input_chars_per_word))
         return self._rust or None
 
     def _normalize_joined(self, lines: Sequence[str]) -> str:
@@ -434,7 +497,8 @@ class WordPieceTokenizer:
         missing_at = np.flatnonzero(cids < 0)
         if len(missing_at):
             missing = list(dict.fromkeys(chunks[i] for i in missing_at.tolist()))
-            if len(self._chunk_index) + len(missing) > self._cache_limit or len(self._words) > self._cache_limit:
+            if (len(self._chunk_index) + len(missing) > self._cache_limit
+                    or len(self._word_index) > self._cache_limit):
                 # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up; every
                 # chunk of these lines is then new.
                 self.clear_cache()
@@ -445,11 +509,8 @@ class WordPieceTokenizer:
             index = self._chunk_index
             cids[missing_at] = np.fromiter(map(index.__getitem__, (chunks[i] for i in missing_at.tolist())),
                                            np.int64, count=len(missing_at))
-        lengths = self._piece_len[cids]
-        ends = np.cumsum(lengths)
-        gather = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
-        gather += np.repeat(self._piece_at[cids] - (ends - lengths), lengths)
-        flat = self._piece_ids[gather].astype(np.int32)
+        chunk_rows = self._chunks
+        flat = chunk_rows.ids[gather_index(chunk_rows.at[cids], chunk_rows.lengths[cids])].astype(np.int32)
         breaks = np.flatnonzero(flat == -1)
         splits = np.empty(len(lines) + 1, np.int64)
         splits[0] = 0
@@ -461,10 +522,9 @@ class WordPieceTokenizer:
         """Forgets every cached chunk and word (results never depend on the cache)."""
         # "\x00" never survives normalisation, so it can stand for a line break among the chunks (id -1).
         self._chunk_index = {_LINE_BREAK: 0}
-        self._piece_ids = np.array([-1], np.int64)
-        self._piece_at = np.array([0], np.int64)
-        self._piece_len = np.array([1], np.int64)
-        self._words.clear()
+        self._chunks = _RaggedIds((-1,))
+        self._word_index = {"\n": 0}  # the chunk separator of _cache_chunks: no ids
+        self._word_rows = _RaggedIds(())
 
     def word_starts(self, ids: np.ndarray) -> np.ndarray:
         """True where a token may start a whole word (it does not begin with "##")."""
