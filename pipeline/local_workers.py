@@ -34,12 +34,12 @@ _SHUTDOWN_GRACE_S = 10.0  # a worker still running when the launcher is done get
 
 
 def worker_command() -> str:
-    """The shell command Beam runs for each local worker: on Linux the small client script, isolated from
-    site-packages (it needs none) and exec'd by the shell rather than forked; elsewhere, where no fork server
-    runs, the cold worker itself."""
+    """The shell command Beam runs for each local worker: on Linux the small client script, without site-packages
+    (it needs none; PYTHONHOME and PYTHONPATH still apply, should the interpreter need them to start) and exec'd
+    by the shell rather than forked; elsewhere, where no fork server runs, the cold worker itself."""
     if sys.platform != "linux":
         return " ".join(shlex.quote(arg) for arg in worker_client.cold_worker_argv())
-    return f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(os.path.abspath(worker_client.__file__))}"
+    return f"exec {shlex.quote(sys.executable)} -S {shlex.quote(os.path.abspath(worker_client.__file__))}"
 
 
 _FN_RUNNER_LOGGER = "apache_beam.runners.portability.fn_api_runner.fn_runner"

@@ -1,6 +1,6 @@
 """The worker command Beam runs per local worker: asks the fork server (pipeline/local_workers.py) for a worker.
 
-Run as a script, `python -I -S pipeline/worker_client.py`, it imports nothing beyond the interpreter's C
+Run as a script, `python -S pipeline/worker_client.py`, it imports nothing beyond the interpreter's C
 modules: it starts in about 8 ms of CPU where `python -m pipeline.local_workers` (site-packages, logging,
 json, socket, signal) took about 35, once per worker and per run. It sends its environment (Beam's control
 address, pipeline options, worker id) to the server, which forks a loaded worker with it; it relays SIGTERM

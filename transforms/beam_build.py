@@ -84,11 +84,14 @@ def _shared_tokenizer(spec: TokenizerSpec) -> Tuple[Any, VocabInfo]:
 
 
 def preload_tokenizer(spec: TokenizerSpec, tokenizer) -> None:
-    """Makes an already loaded tokenizer (and its VocabInfo, ~15 ms for 30k entries) this process's shared one:
-    a fork server's workers inherit both instead of each deriving the VocabInfo again."""
+    """Makes an already loaded tokenizer (and its VocabInfo, ~15 ms for 30k entries) this process's shared one,
+    its lazily built models built now: a fork server's workers inherit all of it instead of each building it."""
     with _TOKENIZERS_LOCK:
         if spec not in _TOKENIZERS:
             _TOKENIZERS[spec] = (tokenizer, VocabInfo.from_vocab(tokenizer.vocab))
+    load_models = getattr(tokenizer, "load_models", None)  # WordPiece's Rust model (~10 ms), built once here
+    if load_models is not None:
+        load_models()
 
 
 def _segmenter_for(plan: BuildPlan):

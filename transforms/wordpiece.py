@@ -454,6 +454,12 @@ class WordPieceTokenizer:
             flat[starts[i]:starts[i] + len(ids)] = ids
         return lengths, flat
 
+    def load_models(self) -> None:
+        """Builds now what is otherwise built on first use (tokenizers' WordPiece model): a fork server's
+        workers then inherit it instead of each building its own."""
+        if self.use_rust_wordpiece:
+            self._rust_tokenizer()
+
     def _rust_tokenizer(self):
         """HF tokenizers' WordPiece model over this vocabulary, in a Tokenizer without normaliser, pre-tokeniser
         or special tokens (words pass through as they are); built on first use (~10 ms for 30k entries). None
