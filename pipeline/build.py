@@ -195,6 +195,12 @@ INLINE_RANGES_MAX = 5000
 MATCH_THREADS = 16
 
 
+def sniffs_on_launcher(sniff: bool, n_files: int) -> bool:
+    """Whether the launcher checks the inputs' first bytes itself (discover_inputs), leaving the pipeline
+    to read them without checking again."""
+    return sniff and n_files <= SNIFF_ON_LAUNCHER_MAX_FILES
+
+
 def _match_pattern(pattern: str):
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
     from transforms import fileio  # pylint: disable=import-outside-toplevel
@@ -235,7 +241,7 @@ def discover_inputs(patterns: str, sniff: bool = True):
         raise FlagError(f"--input_file: all {len(found)} matched file(s) are empty, e.g. {min(found)}")
     paths = sorted(found)
     root = corpus_reader.common_root(paths)
-    sniff = sniff and len(paths) <= SNIFF_ON_LAUNCHER_MAX_FILES
+    sniff = sniffs_on_launcher(sniff, len(paths))
     inputs = []
     for path in paths:
         if sniff:
@@ -558,9 +564,8 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
             logging.warning("%s", warning)
     shuffle = resolve_shuffle(args.shuffle, runner_name)
     # Content checks on the launcher only where they are cheap: a local runner and a modest file count.
-    sniff_here = is_local_runner(runner_name)
-    inputs = discover_inputs(args.input_file, sniff=sniff_here)
-    sniff_here = sniff_here and len(inputs) <= SNIFF_ON_LAUNCHER_MAX_FILES
+    inputs = discover_inputs(args.input_file, sniff=is_local_runner(runner_name))
+    sniff_here = sniffs_on_launcher(is_local_runner(runner_name), len(inputs))
     split_bytes = choose_split_bytes(args.input_split_mb, inputs)
     gzip_warning = gzip_split_warning(inputs, split_bytes)
     if gzip_warning:
