@@ -185,3 +185,16 @@ def test_portable_runner_with_external_workers_matches_direct_runner(tmp_path, c
     assert _counts(manifests) == ref_counts
     # Counters come back from the external workers: documents were read once for all lengths.
     assert build.LAST_RUN_COUNTERS["documents_read"] == manifests[0]["documents"]["read"]
+
+
+def test_multi_threading_direct_runner_matches_in_memory(tmp_path, corpus, references, monkeypatch):
+    """Beam's multi_threading mode runs bundles on threads of one process, which share one tokenizer (and its
+    chunk cache, filled here from cold by both threads at once): the bytes must be the in_memory ones."""
+    from transforms import beam_build
+    monkeypatch.setattr(beam_build, "_TOKENIZERS", {})  # a cold tokenizer, loaded by the run's own threads
+    path, vocab = corpus
+    out = tmp_path / "threads"
+    manifests = build.run_all(_argv(path, vocab, out, *LENGTHS["single"], "--direct_running_mode=multi_threading",
+                                    "--direct_num_workers=2"))
+    assert _shards(out) == references["single"][1]
+    assert _counts(manifests) == references["single"][0]

@@ -281,3 +281,48 @@ def test_cache_cleared_while_lines_repeat_cached_chunks(tmp_path):
     for lines in (first, second, first, second):
         assert _unpack(*tok.tokenize_lines(lines)) == _unpack(*tok.tokenize_exact(lines))
     assert tok.cache_clears >= 1
+
+
+def test_one_tokenizer_shared_by_threads_gives_every_thread_its_exact_ids(tmp_path):
+    """A worker process shares one tokenizer among its bundles (Beam's multi_threading mode, Dask workers with
+    several threads): concurrent calls that fill and clear the chunk cache must each get their own lines' ids."""
+    import threading
+    vocab = _tiny_vocab(tmp_path)
+    tok = WordPieceTokenizer(vocab, do_lower_case=True, cache_limit=40)
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyz,.!é日"
+    batches = [[" ".join("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 7)))
+                         for _ in range(rng.randint(1, 12))) for _ in range(20)] for _ in range(60)]
+    want = [_unpack(*tok.tokenize_exact(lines)) for lines in batches]
+    got = [None] * len(batches)
+    errors = []
+
+    def work(indices):
+        try:
+            for i in indices:
+                got[i] = _unpack(*tok.tokenize_lines(batches[i]))
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(range(k, len(batches), 4),)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[0]
+    assert got == want
+    assert tok.cache_clears >= 1
+
+
+def test_tokenizer_pickles_with_its_cache(tmp_path):
+    import pickle
+    tok = WordPieceTokenizer(_tiny_vocab(tmp_path), do_lower_case=True)
+    lines = ["hello, world.", "unaffable 日本"]
+    first = _unpack(*tok.tokenize_lines(lines))
+    copy = pickle.loads(pickle.dumps(tok))
+    assert _unpack(*copy.tokenize_lines(lines)) == first == _unpack(*tok.tokenize_exact(lines))

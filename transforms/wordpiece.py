@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import unicodedata
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -371,10 +372,20 @@ class WordPieceTokenizer:
         self._chunks = _RaggedIds(())
         self._word_index: Dict[str, int] = {}
         self._word_rows = _RaggedIds(())
+        self._cache_lock = threading.Lock()  # the chunk cache is shared by the threads of a process
         self.clear_cache()
         self.cache_clears = 0  # times the chunk cache was full (for tests and benchmarks)
         self._rust = None  # HF tokenizers' WordPiece model over this vocabulary (a Tokenizer), built on first use
         self.use_rust_wordpiece = use_rust_wordpiece
+
+    def __getstate__(self) -> Dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_cache_lock"]  # a lock does not pickle; a copy gets its own
+        return state
+
+    def __setstate__(self, state: Dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache_lock = threading.Lock()
 
     def _exact_ids(self, normalized_text: str, words: Dict[str, List[int]]) -> List[int]:
         """Punctuation split + WordPiece of normalised text, word by word, remembering words in `words`."""
@@ -499,6 +510,13 @@ class WordPieceTokenizer:
             return np.zeros(0, np.int32), np.zeros(1, np.int64)
         big = self._normalize_joined(lines)
         chunks = big.replace("\n", " \x00 ").split()  # str.split(): the reference's whitespace_tokenize
+        with self._cache_lock:
+            return self._ids_of_chunks(chunks, len(lines))
+
+    def _ids_of_chunks(self, chunks: List[str], n_lines: int) -> Tuple[np.ndarray, np.ndarray]:
+        """tokenize_lines' chunk look-up and gather, under the cache lock: a process shares one tokenizer among
+        its bundles, and Beam's multi_threading mode or a Dask worker's threads run several at once (two
+        calls filling or clearing the cache together lost each other's chunks: a KeyError, or wrong ids)."""
         cids = np.fromiter(map(self._chunk_index.get, chunks, itertools.repeat(-1)), np.int64, count=len(chunks))
         missing_at = np.flatnonzero(cids < 0)
         if len(missing_at):
@@ -507,7 +525,7 @@ class WordPieceTokenizer:
                     or len(self._word_index) > self._cache_limit):
                 # Clearing (rather than evicting one by one) keeps the hot path a plain dict look-up; every
                 # chunk of these lines is then new.
-                self.clear_cache()
+                self._reset_cache()
                 self.cache_clears += 1
                 missing = [c for c in dict.fromkeys(chunks) if c not in self._chunk_index]  # not the line break
                 missing_at = np.arange(len(chunks))
@@ -518,7 +536,7 @@ class WordPieceTokenizer:
         chunk_rows = self._chunks
         flat = chunk_rows.ids[gather_index(chunk_rows.at[cids], chunk_rows.lengths[cids])].astype(np.int32)
         breaks = np.flatnonzero(flat == -1)
-        splits = np.empty(len(lines) + 1, np.int64)
+        splits = np.empty(n_lines + 1, np.int64)
         splits[0] = 0
         splits[1:-1] = breaks - np.arange(len(breaks))
         splits[-1] = len(flat) - len(breaks)
@@ -526,6 +544,10 @@ class WordPieceTokenizer:
 
     def clear_cache(self) -> None:
         """Forgets every cached chunk and word (results never depend on the cache)."""
+        with self._cache_lock:
+            self._reset_cache()
+
+    def _reset_cache(self) -> None:
         # "\x00" never survives normalisation, so it can stand for a line break among the chunks (id -1).
         self._chunk_index = {_LINE_BREAK: 0}
         self._chunks = _RaggedIds((-1,))
