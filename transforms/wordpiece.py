@@ -8,10 +8,12 @@ How it stays exact and fast:
    whitespace token it gives the same string: none of these steps looks across a space (checked for
    every code point in several contexts against the oracle, see tests/test_wordpiece.py).
 2. The normalised lines are split on whitespace with `str.split()` -- the reference's own
-   `whitespace_tokenize` -- and each whitespace chunk's ids (punctuation split + greedy longest-match-first
-   WordPiece, both exact pure Python) are computed once and cached: natural text repeats its chunks, so
-   almost every chunk is one C-level dict look-up. The ids of a chunk depend on the chunk alone, so the
-   cache (bounded; cleared when full) never changes a result.
+   `whitespace_tokenize` -- and each whitespace chunk's ids are computed once and cached: natural text
+   repeats its chunks, so almost every chunk is one C-level dict look-up. New chunks are punctuation-split
+   by one regex pass; each distinct new word gets its greedy longest-match-first WordPiece ids once (a
+   vocabulary look-up, else tokenizers' WordPiece model in Rust, else the exact Python loop) and chunks'
+   ids are gathered from the words' with numpy. The ids of a chunk depend on the chunk alone, so the cache
+   (bounded; cleared when full; one lock, as a process's threads share the tokenizer) never changes a result.
 Earlier versions used tensorflow-text for step 2; importing TensorFlow cost ~2-4 CPU-seconds and ~600 MB
 per worker process. Once a worker has seen a few MB of a language this path is about as fast as that one
 was; on text never seen (every chunk new) it is 2-3x slower (bench/bench_tokenize.py: cold vs warm).
