@@ -13,7 +13,9 @@ from typing import Optional, Sequence
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="run_local.sh", description=__doc__)
     parser.add_argument("--output_dir", default="output/demo", help="Where the corpus, vocab and dataset go.")
-    parser.add_argument("--vocab_size", type=int, default=8000, help="WordPiece vocabulary size to train.")
+    # CPython's documentation topics (~400 KB) hold about 4,400 WordPiece tokens at --min_frequency=2 (Python
+    # 3.11); `bertbeam vocab` refuses a vocabulary more than 1% smaller than asked, so the default stays below.
+    parser.add_argument("--vocab_size", type=int, default=3000, help="WordPiece vocabulary size to train.")
     parser.add_argument("--dupe_factor", type=int, default=5, help="Copies of each document with new masks.")
     parser.add_argument("--max_seq_length", type=int, default=128, help="Sequence length of the dataset.")
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
