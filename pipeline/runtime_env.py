@@ -124,9 +124,11 @@ def prepare_worker() -> None:
 # Beam forwards each worker log entry to the launcher as "Worker: <the whole protobuf on one line>".
 _WORKER_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 # Known harmless warnings: Beam's local multi_processing workers have no persistent directory; Beam's import
-# on an install without the Google Cloud libraries (the default: setup.py's `dataflow` extra adds them).
+# on an install without the Google Cloud libraries (the default: setup.py's `dataflow` extra adds them); a job
+# left on Beam's default runner (bertbeam vocab's sampling job without --runner).
 _NOISE = ("No semi_persistent_directory found",
-          "apitools not found, and bigquery client libraries are not available")
+          "apitools not found, and bigquery client libraries are not available",
+          "Missing pipeline option (runner). Executing pipeline using the default runner")
 
 
 class WorkerLogFilter(logging.Filter):

@@ -186,3 +186,24 @@ def test_check_casing_warns_on_content_contradiction(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert check_casing(str(path), True, False) == (True, False)  # explicit wins, but warns
     assert "no accented tokens" in caplog.text
+
+
+def test_vocab_command_prints_no_beam_notes(tmp_path):
+    """`bertbeam vocab` (with a Beam sampling job) and `vocab validate` print their own lines only: not Beam's
+    import-time INFO notes (an install without the Google Cloud libraries) nor its default-runner notice."""
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "v"
+    train = subprocess.run([sys.executable, "-m", "pipeline.main", "vocab", "--input_file", _corpus(tmp_path),
+                            "--output_dir", str(out), "--vocab_size", "200", *SMALL, "--sample_sentences", "100",
+                            "--allow_smaller_vocab"], capture_output=True, text=True, cwd=repo, timeout=300)
+    assert train.returncode == 0, train.stderr
+    validate = subprocess.run([sys.executable, "-m", "pipeline.main", "vocab", "validate", "--vocab_file",
+                               str(out / "vocab.txt")], capture_output=True, text=True, cwd=repo, timeout=300)
+    assert validate.returncode == 0, validate.stderr
+    for proc in (train, validate):
+        printed = proc.stdout + proc.stderr
+        assert "apache_beam" not in printed and "Missing pipeline option" not in printed, printed
+        assert "apitools" not in printed, printed
+    assert "INFO bertbeam.vocab: drawing a 100-sentence sample" in train.stderr

@@ -294,6 +294,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of `bertbeam vocab`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # This command's own INFO lines, not Beam's: its import-time notes (e.g. "No module named
+    # google.cloud.bigquery_storage_v1" without the `dataflow` extra) and a sampling job's runner chatter.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
