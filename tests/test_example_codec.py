@@ -105,3 +105,54 @@ def test_vectorised_encoder_with_empty_payloads_equals_row_by_row():
     batch = {"a_empty": np.zeros((n, 0), np.int64), "input_ids": rng.integers(0, 1 << 30, (n, 5)),
              "z_empty": np.zeros((n, 0), np.float32)}
     assert example_codec.encode_examples(batch) == example_codec.encode_examples_slow(batch)
+
+
+def test_decode_example_equals_tensorflow_on_every_kind_packed_or_not():
+    """decode_example (no TensorFlow) reads what TensorFlow writes: int64 (negative and 64-bit too), float and
+    bytes lists, packed (TF's own writer) and unpacked (other writers), empty lists and a kind-less feature."""
+    import tensorflow as tf
+    rng = np.random.default_rng(3)
+    ints = [0, 1, 127, 128, 16383, 16384, 2**31, 2**63 - 1, -1, -2**63, -300]
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ints + rng.integers(0, 10**6, 50).tolist())),
+        "w": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 0.0, -2.5, 3.25e-7])),
+        "doc": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"doc-1", "é".encode(), b""])),
+        "none": tf.train.Feature(int64_list=tf.train.Int64List(value=[])),
+        "bare": tf.train.Feature(),
+    }))
+    record = example.SerializeToString()
+    got = example_codec.decode_example(record)
+    want = example_pb2_values(example)
+    assert sorted(got) == sorted(want)
+    for name, values in want.items():
+        assert got[name].tolist() == values, name
+    assert got["ids"].dtype == np.int64 and got["w"].dtype == np.float32
+    # Unpacked repeated fields (wire types 0 and 5), as some writers emit them: same values.
+    ints_unpacked = b"\x1a" + _len_prefixed(b"\x08\x05\x08\x96\x01")  # Int64List{value: 5, value: 150}
+    floats_unpacked = b"\x12" + _len_prefixed(b"\x0d" + np.float32(1.5).tobytes() + b"\x0d" + np.float32(-2).tobytes())
+    entries = b"".join(b"\x0a" + _len_prefixed(b"\x0a" + _len_prefixed(key) + b"\x12" + _len_prefixed(feature))
+                       for key, feature in ((b"a", ints_unpacked), (b"f", floats_unpacked)))
+    unpacked = example_codec.decode_example(b"\x0a" + _len_prefixed(entries))
+    assert unpacked["a"].tolist() == [5, 150] and unpacked["f"].tolist() == [1.5, -2.0]
+    assert example_codec.decode_example(tf.train.Example().SerializeToString()) == {}
+    with pytest.raises(example_codec.ExampleDecodeError):
+        example_codec.decode_example(record[:-3])
+
+
+def _len_prefixed(body: bytes) -> bytes:
+    return example_codec._varint(len(body)) + body
+
+
+def example_pb2_values(example):
+    out = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind == "int64_list":
+            out[name] = list(feature.int64_list.value)
+        elif kind == "float_list":
+            out[name] = [float(np.float32(v)) for v in feature.float_list.value]
+        elif kind == "bytes_list":
+            out[name] = list(feature.bytes_list.value)
+        else:
+            out[name] = []
+    return out
