@@ -1,10 +1,13 @@
 """tf.data input over a dataset's manifest.json shards: validation, per-host sharding, checkpointable iterator."""
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+import sys
+import tempfile
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -20,17 +23,45 @@ class DataError(ValueError):
 
 
 def tf_module():
-    """TensorFlow for tf.data only: imported lazily, with its view of GPUs/TPUs hidden (JAX owns them)."""
+    """TensorFlow for tf.data only: imported lazily, with its view of GPUs/TPUs hidden (JAX owns them).
+
+    Its native start-up lines (absl's "All log messages before absl::InitializeLog()", oneDNN, "Could not find
+    cuda drivers", "failed call to cuInit" while devices are hidden) go to file descriptor 2 whatever
+    TF_CPP_MIN_LOG_LEVEL says, so they are held back while TensorFlow loads and shown only if loading fails.
+    Call it first while the process has one thread (run_pretrain.main does): other threads' lines would be
+    held back too."""
     global _TF  # pylint: disable=global-statement
     if _TF is None:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        try:
-            tf.config.set_visible_devices([], "GPU")
-            tf.config.set_visible_devices([], "TPU")
-        except (RuntimeError, ValueError):
-            pass  # already initialised; nothing to hide
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _native_stderr_held():
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            try:
+                tf.config.set_visible_devices([], "GPU")
+                tf.config.set_visible_devices([], "TPU")
+            except (RuntimeError, ValueError):
+                pass  # already initialised; nothing to hide
         _TF = tf
     return _TF
+
+
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """File descriptor 2 into a temporary file for the block; what it caught is written out if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _join(folder: str, name: str) -> str:

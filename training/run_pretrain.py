@@ -7,8 +7,12 @@ from typing import Optional, Sequence
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses the seed runs' flags (and --config FILE), sets up JAX (multi-host if asked) and trains."""
-    from training import config as config_lib  # pylint: disable=import-outside-toplevel
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not {"-h", "--help", "--helpfull"} & set(argv):
+        # TensorFlow (tf.data) first, while this is the only thread: its native start-up lines are held back.
+        from training.input_pipeline import tf_module  # pylint: disable=import-outside-toplevel
+        tf_module()
+    from training import config as config_lib  # pylint: disable=import-outside-toplevel
     from training import run_pretraining_flags  # pylint: disable=import-outside-toplevel
     if "--quiet" in argv:  # no progress lines on stderr (the per-loop metrics lines stay)
         argv = [a for a in argv if a != "--quiet"]
