@@ -92,7 +92,10 @@ def cold_worker_argv() -> list:
 def main() -> int:
     path = os.environ.get(SOCKET_ENV)
     if path:
-        code = ask_server(path)
+        try:
+            code = ask_server(path)
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the launcher reports the run's end
+            return 128 + 2  # SIGINT, as a cold worker ends
         if code is not None:
             return code
     env = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}
