@@ -23,10 +23,9 @@ from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Sequence,
 import numpy as np
 
 from transforms.example_codec import gather_index
-from transforms.tfrecord_io import frame_parts, frame_sizes, read_records
+from transforms.tfrecord_io import frame_data, frame_parts, frame_sizes, read_records
 
 _INDEX = np.dtype([("key", ">u8"), ("size", ">u4")])  # per record of a segment: sort key, frame length
-_FRAME_OVERHEAD = 16  # TFRecord frame bytes around the data: 8 length + 4 length CRC + 4 data CRC
 Segment = Tuple[str, int, int, int]  # (run path, byte offset, byte length, record count)
 Chunk = Tuple[bytes, int]  # TFRecord frames back to back, and how many
 
@@ -177,8 +176,7 @@ def _order_ties_by_bytes(order: np.ndarray, tied: np.ndarray, sources: Sequence[
         members = order[start:end].copy()
 
         def record(j: int) -> bytes:
-            frame = sources[source[j]].frames(int(frame_at[j]), int(frame_at[j] + size[j]))
-            return frame[12:-4]
+            return frame_data(sources[source[j]].frames(int(frame_at[j]), int(frame_at[j] + size[j])))
 
         order[start:end] = sorted(members.tolist(), key=record)
 

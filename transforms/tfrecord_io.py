@@ -42,10 +42,20 @@ def frame_parts(records: Sequence[bytes]) -> List[bytes]:
     return parts
 
 
+FRAME_HEADER_BYTES = 12  # before a record's data: its length (8 bytes) and the length's masked CRC (4)
+FRAME_TRAILER_BYTES = 4  # after it: the data's masked CRC
+FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + FRAME_TRAILER_BYTES
+
+
+def frame_data(frame: bytes) -> bytes:
+    """The record inside one TFRecord frame (frame_record's inverse; the CRCs are not checked)."""
+    return frame[FRAME_HEADER_BYTES:len(frame) - FRAME_TRAILER_BYTES]
+
+
 def frame_sizes(records: Sequence[bytes]) -> np.ndarray:
-    """Each record's TFRecord frame length: len(record) + 16."""
+    """Each record's TFRecord frame length: len(record) + FRAME_OVERHEAD_BYTES."""
     sizes = np.fromiter(map(len, records), np.int64, count=len(records))
-    sizes += 16
+    sizes += FRAME_OVERHEAD_BYTES
     return sizes
 
 
