@@ -332,10 +332,13 @@ def build_tokenized_bucket(docs_tokens: Sequence[Tuple[RawDocument, List[List[in
     # of one pass over the bucket, while the [rows, seq] arrays stay a few MB (cache-sized, and a process's
     # memory does not grow with dupe_factor x bucket size).
     rows_per_pass = max(1, CELLS_PER_PASS // cfg.max_seq_length)
+    # The bucket's tokens with [CLS] and [SEP] appended, which every pass's spans gather from: made once.
+    tokens_cls_sep = (None if flat_tokens is None
+                      else np.concatenate([flat_tokens, np.array([cls_id, sep_id], np.int64)]))
     for lo in range(0, max(n, 1), rows_per_pass):
         hi = min(n, lo + rows_per_pass)
-        if flat_tokens is not None:
-            packed = _pack_spans(spans[lo:hi], flat_tokens, cls_id, sep_id, cfg.max_seq_length)
+        if tokens_cls_sep is not None:
+            packed = _pack_spans(spans[lo:hi], tokens_cls_sep, cfg.max_seq_length)
         else:
             packed = _pack_rows(rows_ids[lo:hi], rows_seg_a[lo:hi], rows_next[lo:hi], cfg.max_seq_length)
         features = _feature_arrays(*packed, mask_seeds[lo:hi], None if doc_ids is None else doc_ids[lo:hi], cfg,
@@ -360,14 +363,14 @@ def _row_keys(bases: List[int], sizes: List[int], mix: bool = True) -> np.ndarra
     return keys.splitmix64_array(raw) if mix else raw
 
 
-def _pack_spans(spans: List[Tuple[int, int, int, int, int]], flat: np.ndarray, cls_id: int, sep_id: int,
+def _pack_spans(spans: List[Tuple[int, int, int, int, int]], ext: np.ndarray,
                 seq_len: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`[CLS] A [SEP] B [SEP]` rows gathered from span tuples: (input_ids [N, seq_len], lengths, seg_a, next)."""
+    """`[CLS] A [SEP] B [SEP]` rows gathered from span tuples: (input_ids [N, seq_len], lengths, seg_a, next).
+    `ext` is the bucket's flat tokens followed by [CLS] and [SEP]; spans index its tokens."""
     n = len(spans)
     arr = np.array(spans, dtype=np.int64).reshape(n, 5)
     len_a, len_b = arr[:, 1] - arr[:, 0], arr[:, 3] - arr[:, 2]
-    ext = np.concatenate([flat, np.array([cls_id, sep_id], np.int64)])
-    cls_at, sep_at = np.full(n, len(flat), np.int64), np.full(n, len(flat) + 1, np.int64)
+    cls_at, sep_at = np.full(n, len(ext) - 2, np.int64), np.full(n, len(ext) - 1, np.int64)
     seg_start = np.stack([cls_at, arr[:, 0], sep_at, arr[:, 2], sep_at], axis=1).ravel()
     seg_len = np.stack([np.ones(n, np.int64), len_a, np.ones(n, np.int64), len_b, (len_b > 0).astype(np.int64)],
                        axis=1).ravel()
