@@ -73,12 +73,13 @@ _TOKENIZERS: Dict[TokenizerSpec, Tuple[Any, VocabInfo]] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
-def _shared_tokenizer(spec: TokenizerSpec) -> Tuple[Any, VocabInfo]:
-    """One tokenizer and its VocabInfo per worker process: runners that call DoFn.setup per bundle (Beam's
-    DaskRunner does, per partition) would otherwise rebuild them for every bundle."""
+def _shared_tokenizer(spec: TokenizerSpec, loaded: Any = None) -> Tuple[Any, VocabInfo]:
+    """One tokenizer and its VocabInfo per worker process (`loaded`, or loaded here, the first time): runners
+    that call DoFn.setup per bundle (Beam's DaskRunner does, per partition) would otherwise rebuild them for
+    every bundle."""
     with _TOKENIZERS_LOCK:
         if spec not in _TOKENIZERS:
-            tokenizer = load_tokenizer(spec)
+            tokenizer = loaded if loaded is not None else load_tokenizer(spec)
             _TOKENIZERS[spec] = (tokenizer, VocabInfo.from_vocab(tokenizer.vocab))
         return _TOKENIZERS[spec]
 
@@ -86,10 +87,8 @@ def _shared_tokenizer(spec: TokenizerSpec) -> Tuple[Any, VocabInfo]:
 def preload_tokenizer(spec: TokenizerSpec, tokenizer) -> None:
     """Makes an already loaded tokenizer (and its VocabInfo, ~15 ms for 30k entries) this process's shared one,
     its lazily built models built now: a fork server's workers inherit all of it instead of each building it."""
-    with _TOKENIZERS_LOCK:
-        if spec not in _TOKENIZERS:
-            _TOKENIZERS[spec] = (tokenizer, VocabInfo.from_vocab(tokenizer.vocab))
-    load_models = getattr(tokenizer, "load_models", None)  # WordPiece's Rust model (~10 ms), built once here
+    shared, _ = _shared_tokenizer(spec, tokenizer)
+    load_models = getattr(shared, "load_models", None)  # WordPiece's Rust model (~10 ms), built once here
     if load_models is not None:
         load_models()
 
