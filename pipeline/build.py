@@ -1,5 +1,6 @@
 """`bertbeam build`: corpus -> sharded BERT pretraining TFRecords + manifest.json, on any Beam runner."""
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -564,8 +565,9 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
             logging.warning("%s", warning)
     shuffle = resolve_shuffle(args.shuffle, runner_name)
     # Content checks on the launcher only where they are cheap: a local runner and a modest file count.
-    inputs = discover_inputs(args.input_file, sniff=is_local_runner(runner_name))
-    sniff_here = sniffs_on_launcher(is_local_runner(runner_name), len(inputs))
+    local = is_local_runner(runner_name)
+    inputs = discover_inputs(args.input_file, sniff=local)
+    sniff_here = sniffs_on_launcher(local, len(inputs))
     split_bytes = choose_split_bytes(args.input_split_mb, inputs)
     gzip_warning = gzip_split_warning(inputs, split_bytes)
     if gzip_warning:
@@ -618,7 +620,6 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     _ = (ranges
          | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
     runtime_env.freeze_startup_objects()
-    import contextlib  # pylint: disable=import-outside-toplevel
     marks.append(("job graph", time.process_time()))
     startup_parts = marks[:1] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
     watch = _local_progress(args, runner is not None, inputs, started, sum(plan.cfg.num_shards for plan in plans),

@@ -28,9 +28,9 @@ PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.45
 INPUT_MB_PER_S_PER_VCPU: Optional[float] = 3.0
 # With --shuffle=runner (auto on Dataflow) a worker process writes a shard from its grouped blobs held in memory:
 # it orders their (key, frame length) index with numpy and copies frames in 4 MB windows. Measured 2026-11-29
-# (/tmp/prof-style check: a 249 MiB shard of 336,000 records as 24 blobs, sort_blobs_framed to /dev/null): 79 MiB above holding the blobs, so 1.3x the
-# shard's bytes at the peak (2.4x before, when each record became a (key, bytes) tuple for a Python sort), on
-# top of a process without a bucket in hand (~0.35 GiB). Rounded up below.
+# (a 249 MiB shard of 336,000 records as 24 blobs, spill.sort_blobs_framed written to /dev/null): 79 MiB above
+# holding the blobs, so 1.3x the shard's bytes at the peak (2.4x before, when each record became a (key, bytes)
+# tuple for a Python sort), on top of a process without a bucket in hand (~0.35 GiB). Rounded up below.
 SHARD_SORT_MEMORY_FACTOR = 1.4
 SHARD_WRITER_BASE_GIB = 0.35
 DATAFLOW_HARNESS_GIB = 1.0  # per VM: Dataflow's worker harness, boot disk cache, OS
