@@ -123,25 +123,64 @@ def _gz_corpus(n_docs=20000):
     return gzip.compress(text.encode())
 
 
-def test_truncated_gzip_keeps_documents_before_the_cut_and_counts_the_damage():
+def _members(*parts: bytes) -> bytes:
+    return b"".join(gzip.compress(p) for p in parts)
+
+
+def _doc_text(first: int, last: int) -> bytes:
+    return "".join(f"doc {d} line one.\ndoc {d} line two.\n\n" for d in range(first, last)).encode()
+
+
+def test_verify_gzip_checks_every_member_and_bounds_the_verified_text():
+    text = _doc_text(0, 2000)
+    ok = cr.verify_gzip(io.BytesIO(_members(text[:1000], text[1000:]) + b"\0" * 9))  # zero padding is allowed
+    assert ok == cr.GzipCheck(len(text))
+    gz = gzip.compress(text)
+    assert cr.verify_gzip(io.BytesIO(gz[:-1])).reason == "gzip_truncated"
+    assert cr.verify_gzip(io.BytesIO(gz[: len(gz) // 2])) == cr.GzipCheck(0, "gzip_truncated",
+                                                                          "the stream ends inside a member")
+    crc = bytearray(gz)
+    crc[-6] ^= 1  # the stored CRC-32: every byte of text decompresses, none of it is verified
+    assert cr.verify_gzip(io.BytesIO(bytes(crc))).reason == "gzip_corrupt"
+    second_bad = bytearray(_members(text[:1000], text[1000:]))
+    second_bad[-6] ^= 1
+    check = cr.verify_gzip(io.BytesIO(bytes(second_bad)))
+    assert (check.verified_bytes, check.reason) == (1000, "gzip_corrupt")  # the first member still counts
+    assert cr.verify_gzip(io.BytesIO(gz + b"xx")).reason == "gzip_corrupt"  # trailing bytes that are no member
+
+
+def test_truncated_gzip_drops_every_unverified_document_and_counts_them():
     gz = _gz_corpus()
     docs, stats = read_all(gz[: len(gz) // 2], is_gzip=True)
     counts = stats.as_counts()
-    assert 5000 < len(docs) < 19999
-    assert docs[-1][1][0] == f"doc {len(docs) - 1} line one."  # complete documents, in order
-    assert counts["documents_dropped.gzip_damaged"] == 1 and counts["documents_read"] == 1
+    # One member, cut: nothing of it passed a checksum, so nothing is used; every document read is counted.
+    assert docs == [] and counts["documents_dropped.gzip_damaged"] > 5000
+    assert counts["documents_read"] == counts["documents_dropped.gzip_damaged"]
     assert counts["files_damaged.gzip_truncated:mem"] == 1
-    # Only the trailer missing: all text is there, but the document in progress at the error is dropped.
-    docs, stats = read_all(gz[:-4], is_gzip=True)
-    assert len(docs) == 19999 and stats.damaged_files == {"mem": "gzip_truncated"}
+    # Two members, the second cut: the first member's documents are kept, whole and in order.
+    text = _doc_text(0, 20000)
+    cut = text.index(b"doc 5000 line one.")
+    two = _members(text[:cut], text[cut:])
+    docs, stats = read_all(two[:-100], is_gzip=True)
+    assert [d[1][0] for d in docs] == [f"doc {d} line one." for d in range(5000)]
+    assert stats.damaged_files == {"mem": "gzip_truncated"}
+    assert 14000 < stats.as_counts()["documents_dropped.gzip_damaged"] <= 15000
 
 
-def test_corrupt_gzip_is_counted_not_fatal():
-    data = bytearray(_gz_corpus())
-    data[len(data) // 2] ^= 0xFF
-    docs, stats = read_all(bytes(data), is_gzip=True)
-    assert stats.damaged_files == {"mem": "gzip_corrupt"}
-    assert stats.as_counts().get("documents_dropped.gzip_damaged", 0) <= 1 and len(docs) > 0
+def test_corrupt_gzip_leaks_no_text_into_documents():
+    """64 bytes overwritten mid-stream: deflate may decode garbage up to the CRC check at the member's end."""
+    text = _doc_text(0, 20000)
+    cut = text.index(b"doc 4000 line one.")
+    for seed in range(6):
+        data = bytearray(_members(text[:cut], text[cut:]))
+        spot = len(data) * 3 // 4
+        data[spot: spot + 64] = bytes(random.Random(seed).randrange(256) for _ in range(64))
+        docs, stats = read_all(bytes(data), is_gzip=True)
+        assert stats.damaged_files == {"mem": "gzip_corrupt"}
+        assert [d[1] for d in docs] == [[f"doc {d} line one.", f"doc {d} line two."] for d in range(4000)]
+        counts = stats.as_counts()
+        assert counts["documents_read"] == counts.get("documents_dropped.gzip_damaged", 0)  # read, all dropped
+        assert stats.invalid_utf8_lines == 0 or counts["documents_dropped.gzip_damaged"] > 0
 
 
 def test_gzip_is_read_by_content_and_empty_files_are_counted():

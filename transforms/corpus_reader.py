@@ -7,8 +7,10 @@ decides document boundaries from the bytes alone, so any split gives the same do
 
 Lines end at LF, CRLF or a lone CR. Memory per range is bounded by `max_line_bytes`: a longer line is
 never held; the document holding it is dropped and counted (`documents_dropped.line_too_long`). A
-gzip stream that is truncated or corrupt keeps the documents read before the damage, drops the
-document in progress (`documents_dropped.gzip_damaged`) and names the file in the counts.
+gzip file is verified whole before it is read (every member's CRC-32 and length): a truncated or corrupt
+one keeps the documents that lie wholly in the members before the damage, drops every document with text
+past it (`documents_dropped.gzip_damaged`, text that fails or lacks its checksum never reaches an
+instance) and names the file in the counts.
 """
 import collections
 import dataclasses
@@ -312,6 +314,70 @@ def _previous_line_is_blank(f: BinaryIO, pos: int, max_line_bytes: int) -> bool:
     return is_blank(line.decode("utf-8", errors="replace"))
 
 
+@dataclasses.dataclass(frozen=True)
+class GzipCheck:
+    """What a full pass over a gzip file found: the decompressed bytes whose CRC-32 and length checked out."""
+
+    verified_bytes: int  # decompressed bytes of the members before the first bad one
+    reason: Optional[str] = None  # None (the whole file checked out), gzip_truncated or gzip_corrupt
+    detail: str = ""
+
+
+# Decompressed bytes produced per zlib call while verifying: output is discarded, so memory stays bounded
+# whatever the compression ratio.
+_VERIFY_OUTPUT_BYTES = 1 << 20
+
+
+def verify_gzip(stream: BinaryIO, chunk_bytes: int = READ_CHUNK_BYTES) -> GzipCheck:
+    """Decompresses every member of a gzip stream, discarding the text, and checks each member's CRC-32 and
+    length (its trailer): text is used only once its checksum is known good (a member's CRC is checked only at
+    its end, so a damaged member decompresses into text before the damage shows). Members are read as Python's
+    gzip module reads them: zero padding after a member is allowed, anything else must be another member."""
+    verified = 0
+    member_out = 0
+    inflater = None  # the current member's decompressor
+    pending = b""  # compressed bytes not yet given to a decompressor
+    eof = False
+    while True:
+        if inflater is None:
+            if len(pending) < 2 and not eof:
+                chunk = stream.read(chunk_bytes)
+                eof = not chunk
+                pending += chunk
+                continue
+            pending = pending.lstrip(b"\x00")
+            if not pending:
+                if eof:
+                    return GzipCheck(verified)
+                continue
+            if not pending.startswith(GZIP_MAGIC[: len(pending)]) or (eof and len(pending) < 2):
+                return GzipCheck(verified, "gzip_corrupt", "bytes after a member are not a gzip member")
+            if len(pending) < 2:
+                continue
+            inflater, member_out = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+        if not pending:
+            if not eof:
+                pending = stream.read(chunk_bytes)
+                eof = not pending
+                continue
+            while not inflater.eof:  # output zlib still holds for input it has taken in
+                out = inflater.decompress(b"", _VERIFY_OUTPUT_BYTES)
+                if not out:
+                    return GzipCheck(verified, "gzip_truncated", "the stream ends inside a member")
+                member_out += len(out)
+            verified += member_out
+            pending, inflater = inflater.unused_data, None
+            continue
+        try:
+            member_out += len(inflater.decompress(pending, _VERIFY_OUTPUT_BYTES))
+        except zlib.error as e:
+            return GzipCheck(verified, "gzip_corrupt", str(e))
+        pending = inflater.unconsumed_tail
+        if inflater.eof:
+            verified += member_out
+            pending, inflater = inflater.unused_data, None
+
+
 def _open_stream(opener: Callable[[str], BinaryIO], rng: InputRange) -> BinaryIO:
     try:
         raw = opener(rng.file.path)
@@ -324,7 +390,8 @@ def _open_stream(opener: Callable[[str], BinaryIO], rng: InputRange) -> BinaryIO
 
 def iter_range_lines(rng: InputRange, opener: Callable[[str], BinaryIO], max_line_bytes: int
                      ) -> Iterator[Tuple[int, Optional[bytes], bool]]:
-    """Yields (offset, line or None when too long, prev_blank_known) for lines starting at or after rng.start.
+    """Yields (offset, line or None when too long, length in bytes, prev_blank_known) for lines starting at or
+    after rng.start.
 
     The first yielded item tells via prev_blank_known whether the preceding line was blank (or the file
     start); later items carry True. Reading continues past rng.end; the caller stops. DamagedInput
@@ -352,33 +419,67 @@ def iter_range_lines(rng: InputRange, opener: Callable[[str], BinaryIO], max_lin
         lines = read_lines(stream, max_line_bytes)
         first = True
         for line, length in lines:
-            yield pos, line, (at_doc_boundary if first else True)
+            yield pos, line, length, (at_doc_boundary if first else True)
             first = False
             pos += length
     finally:
         stream.close()
 
 
+def _check_gzip(rng: InputRange, opener: Callable[[str], BinaryIO], stats: ReadStats) -> Optional[int]:
+    """For a gzip range, verifies the whole file first (verify_gzip) and returns how many decompressed bytes may
+    be used, or None when all of it may; a damaged file is named in `stats` and in a warning."""
+    if not rng.file.is_gzip:
+        return None
+    try:
+        with opener(rng.file.path) as raw:
+            check = verify_gzip(raw)
+    except (OSError, IOError) as e:
+        raise InputError(f"{rng.file.path}: cannot be read: {e}") from e
+    if check.reason is None:
+        return None
+    stats.damaged_files[rng.file.key] = check.reason
+    logging.warning("%s: %s (%s): only its first %d decompressed bytes pass their CRC-32 check; every document "
+                    "with text past them is dropped and counted (documents_dropped.gzip_damaged); check the file "
+                    "with `gzip -t`", rng.file.path, check.reason, check.detail, check.verified_bytes)
+    return check.verified_bytes
+
+
 def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_format: str,
                    stats: ReadStats, max_line_bytes: Optional[int] = None) -> Iterator[RawDocument]:
     """Documents owned by the range: for bert/text, blank-line separated; for jsonl, one per line.
 
-    Documents the reader cannot hand on whole are counted in `stats` (documents_dropped) instead.
+    Documents the reader cannot hand on whole are counted in `stats` (documents_dropped) instead. A gzip file
+    is verified before it is read (its members' CRC-32): no text that fails or lacks its checksum is handed on.
     """
     path = rng.file.path
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES.get(input_format, DEFAULT_MAX_LINE_BYTES["bert"])
     track_lines = rng.start == 0  # line numbers are known only when reading from the file start
     if track_lines:
         stats.files += 1
+    verified_end = _check_gzip(rng, opener, stats)
     line_no = 0
     current: Optional[RawDocument] = None
     current_too_long = False
     skipping = False  # inside a document owned by an earlier range
     started = False
+
+    def close(doc: RawDocument, too_long: bool, end: int) -> Optional[RawDocument]:
+        """The document to hand on, or None when it is dropped (and counted); `end`: one past its last byte."""
+        if verified_end is not None and end > verified_end:
+            stats.drop("gzip_damaged", doc)
+        elif too_long:
+            stats.drop("line_too_long", doc)
+        else:
+            return doc
+        return None
+
     lines = iter_range_lines(rng, opener, limit)
+    end = rng.start  # one past the last byte read
     try:
-        for offset, physical, prev_blank in lines:
+        for offset, physical, length, prev_blank in lines:
             line_no += 1
+            end = offset + length
             if not started:
                 started = True
                 skipping = not prev_blank and input_format != "jsonl"
@@ -394,8 +495,7 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
                                 "line_too_long; raise --max_line_bytes to keep it)", where, limit)
                 if input_format == "jsonl":
                     stats.lines += 1
-                    stats.documents_dropped["line_too_long"] += 1
-                    stats.lines_dropped["line_too_long"] += 1
+                    close(RawDocument(key=f"{rng.file.key}@{offset}", lines=[""], source=where), True, end)
                     continue
                 if current is None:
                     current = RawDocument(key=f"{rng.file.key}@{offset}", lines=[], source=where)
@@ -410,10 +510,9 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
             part = decode_line(raw, stats)
             if is_blank(part):
                 if current is not None:
-                    if current_too_long:
-                        stats.drop("line_too_long", current)
-                    else:
-                        yield current
+                    done = close(current, current_too_long, end)  # its closing blank line verified too
+                    if done is not None:
+                        yield done
                     current, current_too_long = None, False
                 skipping = False
                 if offset >= rng.end:
@@ -425,7 +524,10 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
                 if offset >= rng.end:
                     return
                 stats.lines += 1
-                yield RawDocument(key=f"{rng.file.key}@{offset}", lines=[part.strip()], source=where)
+                done = close(RawDocument(key=f"{rng.file.key}@{offset}", lines=[part.strip()], source=where),
+                             False, end)
+                if done is not None:
+                    yield done
                 continue
             if current is None:
                 if offset >= rng.end:
@@ -434,19 +536,19 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
             stats.lines += 1
             current.lines.append(part.strip())
     except DamagedInput as e:
-        stats.damaged_files[rng.file.key] = e.reason
-        logging.warning("%s: %s after line %d (%s); documents before it are kept, the document in "
-                        "progress is dropped (documents_dropped.gzip_damaged)", path, e.reason, line_no, e)
+        if rng.file.key not in stats.damaged_files:  # damage the verification pass did not see (file changed?)
+            stats.damaged_files[rng.file.key] = e.reason
+            logging.warning("%s: %s after line %d (%s); the document in progress is dropped "
+                            "(documents_dropped.gzip_damaged)", path, e.reason, line_no, e)
         if current is not None:
             stats.drop("gzip_damaged", current)
         return
     if track_lines and not started:
         stats.empty_files += 1
     if current is not None:
-        if current_too_long:
-            stats.drop("line_too_long", current)
-        else:
-            yield current
+        done = close(current, current_too_long, end)
+        if done is not None:
+            yield done
 
 
 MIN_BUCKET_DOCS = 16  # a bucket smaller than this is too small a random-next pool
