@@ -10,7 +10,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from pipeline import build as bertbeam_build
+from pipeline import flags as flaglib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_NAME = "bertbeam"
@@ -20,12 +23,35 @@ PACKAGE_NAME = "bertbeam"
 # needs about vCPUs x (peak RSS of one `bertbeam build` worker process) plus the harness and OS.
 # Measured with bench/bench_build.py --scale 20 (seq 128, dupe_factor 5, whole-word masking, default 1 MB
 # buckets; TensorFlow-free tokenizer), 2026-11-29: one build process peaks at 331 MiB on 0.9 MB of text and
-# 376 MiB on 17.7 MB (bounded: one bucket plus the 64 MB shard merge); one CPU-second builds about 3.8 MB of
-# input text with the local shuffle and 3.5 MB with --shuffle=runner (Dataflow's), start-up included (rate
-# scales about inversely with dupe_factor). Dataflow's worker image adds the Google Cloud imports (~0.3 CPU-s
-# per process, once). Rounded down/up below. Override with --worker_peak_rss_gib / --input_mb_per_s_per_vcpu.
+# 376 MiB on 17.7 MB (bounded: one bucket plus the 64 MB shard merge). Dataflow's worker image adds the Google
+# Cloud imports (~0.3 CPU-s per process, once). Rounded up below. Override with --worker_peak_rss_gib.
 PEAK_RSS_GIB_PER_WORKER_PROCESS: Optional[float] = 0.45
-INPUT_MB_PER_S_PER_VCPU: Optional[float] = 3.0
+# CPU per input byte. Building, masking and encoding instances dominate, and they grow with the records a plan
+# (one --max_seq_length with its --dupe_factor) writes: with dupe_factor and with the bytes a record takes at
+# that length. So a plan costs input MB x (vCPU-seconds per MB at its length, dupe_factor 5) x dupe_factor / 5,
+# and a build the sum over its plans. The one read and tokenization plans share is inside the measured rates,
+# split over the plans with the rest, so a one-length build is priced a little low.
+RATE_MEASURED_AT_DUPE = 5
+# Output bytes of a plan relative to seq 128 at the same dupe_factor. Measured 2026-12: a 128,512 build wrote
+# 2.17x the bytes of seq 128 alone, so seq 512 writes 1.17x. Lengths between are interpolated, others priced as
+# the nearest one here.
+OUTPUT_BYTES_VS_SEQ128: Dict[int, float] = {128: 1.0, 512: 1.17}
+# The runner shuffle path (--shuffle=runner, what Dataflow runs: records reach their shard through the runner's
+# GroupByKey, Dataflow Shuffle there), measured 2026-12 with Beam's DaskRunner (2 worker processes on a 2-core
+# machine): 0.41 MB of input text per vCPU-second for --max_seq_length=128,512 at dupe_factor 5, start-up
+# included. bench_build's 3.5 MB/s at seq 128 with --shuffle=runner (2026-11-29) was on the local DirectRunner
+# and is not used: the figure here is from a distributed runner's GroupByKey, as Dataflow's is.
+RUNNER_MB_PER_S_PER_VCPU_128_512 = 0.41
+# MB of input text per vCPU-second at dupe_factor 5, by (shuffle path, seq length). A length missing for a path
+# costs its seq 128 rate scaled by OUTPUT_BYTES_VS_SEQ128 (CPU follows the records written).
+MB_PER_S_PER_VCPU_AT_DUPE5: Dict[Tuple[str, int], float] = {
+    # Derived, not measured: the 128,512 rate split over its two lengths by their output bytes (1 : 1.17), so
+    # seq 128 alone runs 0.41 x 2.17 = 0.89 MB/s and the two together cost 1/0.89 + 1.17/0.89 = 1/0.41.
+    ("runner", 128): RUNNER_MB_PER_S_PER_VCPU_128_512 * (1 + OUTPUT_BYTES_VS_SEQ128[512]),
+    # Measured with bench_build.py (seq 128, dupe_factor 5, local DirectRunner, run files on local disk,
+    # 2026-11-29): 3.8 MB/s, sized 3.0.
+    ("local_files", 128): 3.0,
+}
 # With --shuffle=runner (auto on Dataflow) a worker process writes a shard from its grouped blobs held in memory:
 # it orders their (key, frame length) index with numpy and copies frames in 4 MB windows. Measured 2026-11-29
 # (a 249 MiB shard of 336,000 records as 24 blobs, spill.sort_blobs_framed written to /dev/null): 79 MiB above
@@ -314,76 +340,181 @@ def advise_max_num_workers(corpus_gb: float, target_hours: float, mb_per_s_per_v
     return max(1, math.ceil(corpus_gb * 1000 / (mb_per_s_per_vcpu * vcpus * target_hours * 3600)))
 
 
-# Output TFRecord bytes per input text byte per dupe copy at seq 128 (pipeline/build.py uses the same figure to
-# choose a shard count); bucket redistribution moves the documents once more (~1x the text, pickled).
-OUTPUT_BYTES_PER_INPUT_BYTE = 2.0
-RATE_MEASURED_AT_DUPE = 5  # INPUT_MB_PER_S_PER_VCPU was measured at dupe_factor 5
+def output_bytes_vs_seq128(seq_length: int) -> float:
+    """A plan's output bytes relative to seq 128 at the same dupe_factor: measured, interpolated between
+    measured lengths, or the nearest measured length's outside them."""
+    lengths = sorted(OUTPUT_BYTES_VS_SEQ128)
+    seq = min(max(seq_length, lengths[0]), lengths[-1])
+    lo, hi = max(n for n in lengths if n <= seq), min(n for n in lengths if n >= seq)
+    low, high = OUTPUT_BYTES_VS_SEQ128[lo], OUTPUT_BYTES_VS_SEQ128[hi]
+    return low if lo == hi else low + (high - low) * (seq - lo) / (hi - lo)
+
+
+def vcpu_seconds_per_input_mb(shuffle: str, seq_length: int, dupe_factor: int) -> float:
+    """CPU one plan spends per MB of input text, from MB_PER_S_PER_VCPU_AT_DUPE5."""
+    if (shuffle, 128) not in MB_PER_S_PER_VCPU_AT_DUPE5:
+        raise LaunchError(f"no measured rate for --shuffle={shuffle}")
+    measured = MB_PER_S_PER_VCPU_AT_DUPE5.get((shuffle, seq_length))
+    per_mb = (1 / measured if measured else
+              output_bytes_vs_seq128(seq_length) / MB_PER_S_PER_VCPU_AT_DUPE5[(shuffle, 128)])
+    return per_mb * dupe_factor / RATE_MEASURED_AT_DUPE
+
+
+@dataclasses.dataclass(frozen=True)
+class _CorpusText:
+    """Stands in for build's discovered inputs (size and gzip flag are all its shard count reads)."""
+    size: int
+    is_gzip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanCost:
+    """One plan of the build (a --max_seq_length with its --dupe_factor): its share of the CPU and its output."""
+    seq_length: int
+    dupe_factor: int
+    vcpu_hours: float
+    output_gb: float
+    num_shards: int
+    shard_mb: float  # MiB, the unit of --target_shard_mb
+    measured_length: bool  # False: its rate and bytes are interpolated from the measured lengths
 
 
 @dataclasses.dataclass(frozen=True)
 class DataflowCost:
-    """What a build of a corpus costs on Dataflow, from the measured per-vCPU rate (on paper, before launching)."""
+    """What a build of a corpus costs on Dataflow, from the measured rates (on paper, before launching)."""
     corpus_gb: float
-    dupe_factor: int
-    mb_per_s_per_vcpu: float  # at this dupe_factor
+    shuffle: str  # runner (Dataflow's default) or local_files
+    plans: Tuple[PlanCost, ...]
+    mb_per_s_per_vcpu: float  # input MB per vCPU-second for the whole build, all plans together
+    rate_given: bool  # --input_mb_per_s_per_vcpu, not the table
     vcpu_hours: float
     workers: int
     vcpus_per_worker: int
     machine_type: str
     wall_hours: float
     output_gb: float
-    shuffle_gb: float  # through the runner's GroupByKey: documents once, records once
+    shuffle_gb: float  # runner: through the GroupByKey, documents once and records once; local_files: run files
     num_shards: int
-    shard_mb: float
+    shard_mb: float  # the largest plan's shard, which sizes the machine on the runner path
+    warnings: Tuple[str, ...] = ()
 
 
-def dataflow_cost(corpus_gb: float, dupe_factor: int = 10, target_hours: float = 2.0, vcpus: int = 4,
-                  mb_per_s_per_vcpu_at_dupe5: float = INPUT_MB_PER_S_PER_VCPU or 1.4,
-                  peak_rss_gib: float = PEAK_RSS_GIB_PER_WORKER_PROCESS or 1.2,
-                  target_shard_mb: float = 256.0) -> DataflowCost:
-    """The build's vCPU-hours, workers for target_hours, shuffle and output bytes, shard count and size.
-
-    Time per input byte is mostly instance building, masking and encoding, which scale with dupe_factor, so
-    the rate measured at dupe_factor 5 is scaled by 5 / dupe_factor."""
-    if min(corpus_gb, target_hours, mb_per_s_per_vcpu_at_dupe5) <= 0 or dupe_factor < 1 or vcpus < 1:
-        raise LaunchError("corpus size, target hours, rate, dupe_factor and vCPUs must be positive")
-    rate = mb_per_s_per_vcpu_at_dupe5 * RATE_MEASURED_AT_DUPE / dupe_factor
-    vcpu_hours = corpus_gb * 1000 / rate / 3600
+def dataflow_cost(corpus_gb: float, plans: Sequence[Tuple[int, int]] = ((128, 10),), target_hours: float = 2.0,
+                  vcpus: int = 4, mb_per_s_per_vcpu: Optional[float] = None,
+                  peak_rss_gib: float = PEAK_RSS_GIB_PER_WORKER_PROCESS or 1.2, target_shard_mb: float = 256.0,
+                  num_shards: int = 0, shuffle: str = "runner") -> DataflowCost:
+    """The build's vCPU-hours, workers for target_hours, shuffle and output bytes, and shards, per plan and in
+    total. plans: (max_seq_length, dupe_factor) pairs; mb_per_s_per_vcpu replaces the table's rates with one
+    for the whole build (split over the plans as the table would split it)."""
+    if (not plans or min(corpus_gb, target_hours) <= 0 or vcpus < 1 or (mb_per_s_per_vcpu or 1) <= 0
+            or min(dupe for _, dupe in plans) < 1):
+        raise LaunchError("corpus size, target hours, rate, plans' dupe_factor and vCPUs must be positive")
+    if shuffle == "runner" and target_shard_mb > bertbeam_build.MAX_SHARD_MB_RUNNER_SHUFFLE:
+        raise LaunchError(f"--target_shard_mb={target_shard_mb:g}: with --shuffle=runner a shard is sorted in one "
+                          f"worker's memory; use at most {bertbeam_build.MAX_SHARD_MB_RUNNER_SHUFFLE}")
+    input_mb = corpus_gb * 1000
+    seconds = [input_mb * vcpu_seconds_per_input_mb(shuffle, seq, dupe) for seq, dupe in plans]
+    if mb_per_s_per_vcpu:
+        seconds = [s * (input_mb / mb_per_s_per_vcpu) / sum(seconds) for s in seconds]
+    rate = input_mb / sum(seconds)
+    # Shard counts exactly as `bertbeam build` chooses them (its estimate is seq 128's bytes at every length).
+    inputs = [_CorpusText(size=int(corpus_gb * 1e9))]
+    priced, warnings = [], []
+    for (seq, dupe), secs in zip(plans, seconds):
+        flags = argparse.Namespace(num_shards=num_shards, dupe_factor=dupe, target_shard_mb=target_shard_mb)
+        shards = bertbeam_build.choose_num_shards(flags, inputs)
+        output_bytes = corpus_gb * 1e9 * dupe * bertbeam_build.OUTPUT_BYTES_PER_INPUT_BYTE * output_bytes_vs_seq128(seq)
+        priced.append(PlanCost(seq_length=seq, dupe_factor=dupe, vcpu_hours=secs / 3600, output_gb=output_bytes / 1e9,
+                               num_shards=shards, shard_mb=output_bytes / shards / (1 << 20),
+                               measured_length=seq in OUTPUT_BYTES_VS_SEQ128))
+        if shuffle == "runner" and priced[-1].shard_mb > bertbeam_build.MAX_SHARD_MB_RUNNER_SHUFFLE:
+            # From this length's bytes (build's own warning assumes seq 128's at every length).
+            advised = math.ceil(output_bytes / (target_shard_mb * (1 << 20)))
+            warnings.append(f"seq {seq}: ~{format_amount(priced[-1].shard_mb)} MB per shard, and with "
+                            f"--shuffle=runner a shard is sorted in one worker's memory: use --num_shards={advised:,} "
+                            f"or more (~{target_shard_mb:g} MB shards), or --num_shards=0")
+    vcpu_hours = sum(seconds) / 3600
     workers = advise_max_num_workers(corpus_gb, target_hours, rate, vcpus)
-    output_gb = corpus_gb * dupe_factor * OUTPUT_BYTES_PER_INPUT_BYTE
-    shards = max(1, math.ceil(output_gb * 1000 / target_shard_mb))
-    # Dataflow runs the runner shuffle: a process also sorts whole shards in memory.
-    machine, _, _ = advise_dataflow_machine(peak_rss_with_shard_sort(peak_rss_gib, output_gb * 1000 / shards), vcpus)
-    return DataflowCost(corpus_gb=corpus_gb, dupe_factor=dupe_factor, mb_per_s_per_vcpu=rate, vcpu_hours=vcpu_hours,
-                        workers=workers, vcpus_per_worker=vcpus, machine_type=machine,
-                        wall_hours=vcpu_hours / (workers * vcpus), output_gb=output_gb,
-                        shuffle_gb=corpus_gb + output_gb, num_shards=shards, shard_mb=output_gb * 1000 / shards)
+    output_gb = sum(p.output_gb for p in priced)
+    shard_mb = max(p.shard_mb for p in priced)
+    # The runner path sorts whole shards in a worker's memory; local_files merges them from run files (flat).
+    peak = peak_rss_with_shard_sort(peak_rss_gib, shard_mb) if shuffle == "runner" else peak_rss_gib
+    machine, _, _ = advise_dataflow_machine(peak, vcpus)
+    # Runner: the plans share one read, so documents cross the shuffle once; each plan's records cross it once.
+    # local_files: only (file, offset) references cross it, and every record is written to a run file and read back.
+    shuffle_gb = corpus_gb + output_gb if shuffle == "runner" else output_gb
+    return DataflowCost(corpus_gb=corpus_gb, shuffle=shuffle, plans=tuple(priced), mb_per_s_per_vcpu=rate,
+                        rate_given=bool(mb_per_s_per_vcpu), vcpu_hours=vcpu_hours, workers=workers,
+                        vcpus_per_worker=vcpus, machine_type=machine, wall_hours=vcpu_hours / (workers * vcpus),
+                        output_gb=output_gb, shuffle_gb=shuffle_gb, num_shards=sum(p.num_shards for p in priced),
+                        shard_mb=shard_mb, warnings=tuple(warnings))
+
+
+def format_amount(value: float, digits: int = 2) -> str:
+    """An estimate to `digits` significant digits, whole numbers kept whole: 0.0042, 0.68, 4.4, 44, 2,231. A
+    positive value never prints as 0, however small."""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    rounded = round(value, decimals)  # 9.96 -> 10.0: one decimal fewer once rounding adds a digit
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    return f"{rounded:,.{decimals}f}"
+
+
+def format_duration(hours: float) -> str:
+    """Wall time in minutes under an hour (at least 1), else hours."""
+    if hours < 1:
+        return f"{max(1, round(hours * 60))} min"
+    return f"{format_amount(hours)} h"
+
+
+def _shards(n: int) -> str:
+    return f"{n:,} shard{'' if n == 1 else 's'}"
 
 
 def format_dataflow_cost(cost: DataflowCost) -> str:
-    """The --dry_run cost lines (comments before the command)."""
-    return "\n".join([
-        f"# cost model: {cost.corpus_gb:g} GB of text, dupe_factor {cost.dupe_factor}, seq 128 "
-        f"(measured rates; longer sequences and more masking change them)",
-        f"#   rate: {cost.mb_per_s_per_vcpu:.2f} MB of input per second per vCPU",
-        f"#   compute: {cost.vcpu_hours:,.0f} vCPU-hours",
-        f"#   workers: {cost.workers} x {cost.machine_type} ({cost.workers * cost.vcpus_per_worker} vCPUs), "
-        f"about {cost.wall_hours:.1f} h",
-        f"#   output: {cost.output_gb:,.0f} GB in {cost.num_shards} shards of ~{cost.shard_mb:.0f} MB "
-        f"(each sorted in one worker's memory with --shuffle=runner)",
-        f"#   shuffle: {cost.shuffle_gb:,.0f} GB through Dataflow Shuffle (documents once, records once); "
-        f"no intermediate files, {cost.num_shards} shard writes + manifests",
-    ])
+    """The --dry_run cost lines (comments before the command): each plan, then the build's totals."""
+    rates = ("--input_mb_per_s_per_vcpu, split over the plans as the measured rates split it" if cost.rate_given
+             else f"rates measured on the {cost.shuffle} shuffle path, pipeline/launch.py")
+    plans = f"{len(cost.plans)} plan{'s' if len(cost.plans) > 1 else ''}"
+    lines = [f"# cost model: {cost.corpus_gb:,g} GB of text, {plans}, --shuffle={cost.shuffle} ({rates})"]
+    for p in cost.plans:
+        guessed = "" if p.measured_length else " (length not measured: rate and bytes interpolated)"
+        lines.append(f"#   seq {p.seq_length}, dupe_factor {p.dupe_factor}: {format_amount(p.vcpu_hours)} vCPU-hours, "
+                     f"output {format_amount(p.output_gb)} GB in {_shards(p.num_shards)} of "
+                     f"~{format_amount(p.shard_mb)} MB{guessed}")
+    lines += [f"#   rate: {format_amount(cost.mb_per_s_per_vcpu)} MB of input per second per vCPU (whole build)",
+              f"#   compute: {format_amount(cost.vcpu_hours)} vCPU-hours",
+              f"#   workers: {cost.workers} x {cost.machine_type} ({cost.workers * cost.vcpus_per_worker} vCPUs), "
+              f"about {format_duration(cost.wall_hours)}"]
+    if cost.shuffle == "runner":
+        lines += [f"#   output: {format_amount(cost.output_gb)} GB in {_shards(cost.num_shards)} (each sorted in one "
+                  f"worker's memory with --shuffle=runner)",
+                  f"#   shuffle: {format_amount(cost.shuffle_gb)} GB through Dataflow Shuffle (documents once, records "
+                  f"once); no intermediate files, {cost.num_shards:,} shard writes + manifests"]
+    else:
+        lines += [f"#   output: {format_amount(cost.output_gb)} GB in {_shards(cost.num_shards)}",
+                  f"#   run files: {format_amount(cost.shuffle_gb)} GB written under --output_dir and read back "
+                  f"(only their offsets go through the shuffle)"]
+    lines += [f"# warning: {w}" for w in cost.warnings]
+    return "\n".join(lines)
 
 
-def build_flag_value(build_flags: Sequence[str], name: str) -> Optional[str]:
-    """The value of --name in a `bertbeam build` argv (`--name=V` or `--name V`), or None."""
-    for i, flag in enumerate(build_flags):
-        if flag.startswith(f"--{name}="):
-            return flag.split("=", 1)[1]
-        if flag == f"--{name}" and i + 1 < len(build_flags):
-            return build_flags[i + 1]
-    return None
+def build_cost_plans(build_flags: Sequence[str], dupe_factor: Optional[Sequence[int]] = None
+                     ) -> Tuple[List[argparse.Namespace], str]:
+    """The build's plans (one namespace per --max_seq_length, as `bertbeam build` parses them) and the shuffle
+    path it takes on Dataflow. The placeholder paths let a dry run price flags that name no files yet (a later
+    flag wins); dupe_factor, when given, replaces the build's."""
+    args, _ = bertbeam_build.parse_args(["--input_file", "-", "--output_dir", "-"] + list(build_flags))
+    if dupe_factor:
+        args.dupe_factor = list(dupe_factor)
+    try:
+        each = bertbeam_build.per_length_args(args)
+    except bertbeam_build.FlagError as e:
+        raise LaunchError(str(e)) from e
+    # --shuffle=auto is the runner's GroupByKey on Dataflow (build.resolve_shuffle, not called here: on a
+    # non-local runner it may import Beam, seconds of start-up for a dry run).
+    return each, "runner" if args.shuffle == "auto" else args.shuffle
 
 
 def dataflow_build_command(project: str, region: str, temp_location: str, build_flags: Sequence[str] = (),
@@ -513,10 +644,13 @@ def _dataflow_parser() -> argparse.ArgumentParser:
                    help="measured peak RSS of one build worker process (bench/)")
     p.add_argument("--max_num_workers", type=int)
     p.add_argument("--corpus_gb", type=float, help="input size, for worker-count advice and the cost model")
-    p.add_argument("--dupe_factor", type=int, default=None,
-                   help="for the cost model (default: the build's --dupe_factor after `--`, else 10)")
+    p.add_argument("--dupe_factor", type=flaglib.int_list, default=None,
+                   help="for the cost model, one value or one per length (default: the build's --dupe_factor "
+                        "after `--`, else build's default)")
     p.add_argument("--target_hours", type=float, default=2.0)
-    p.add_argument("--input_mb_per_s_per_vcpu", type=float, default=INPUT_MB_PER_S_PER_VCPU)
+    p.add_argument("--input_mb_per_s_per_vcpu", type=float, default=None,
+                   help="input MB per vCPU-second for the whole build, all lengths together (default: from the "
+                        "measured rates per shuffle path and length)")
     p.add_argument("--job_name")
     p.add_argument("--dry_run", action="store_true", help="print the command, run nothing")
     return p
@@ -567,19 +701,22 @@ def _main_dataflow(argv: Sequence[str]) -> int:
         args.project = args.project or "PROJECT"
         args.region = args.region or "REGION"
         args.temp_location = args.temp_location or "gs://BUCKET/tmp"
+    each, shuffle = build_cost_plans(build_flags, args.dupe_factor)
     cost = None
-    if args.corpus_gb and args.input_mb_per_s_per_vcpu:
-        dupes = args.dupe_factor or build_flag_value(build_flags, "dupe_factor") or "10"
-        dupe = max(int(d) for d in str(dupes).split(","))
-        cost = dataflow_cost(args.corpus_gb, dupe, args.target_hours, args.worker_vcpus,
-                             args.input_mb_per_s_per_vcpu, args.worker_peak_rss_gib or PEAK_RSS_GIB_PER_WORKER_PROCESS)
+    if args.corpus_gb:
+        cost = dataflow_cost(args.corpus_gb, [(one.max_seq_length, one.dupe_factor) for one in each],
+                             args.target_hours, args.worker_vcpus, args.input_mb_per_s_per_vcpu,
+                             args.worker_peak_rss_gib or PEAK_RSS_GIB_PER_WORKER_PROCESS, each[0].target_shard_mb,
+                             each[0].num_shards, shuffle)
         print(format_dataflow_cost(cost))
     machine_type, extra = args.machine_type, []
     if not machine_type:
         if args.worker_peak_rss_gib:
-            shard_mb = float(build_flag_value(build_flags, "target_shard_mb") or 256.0)
-            machine_type, extra, why = advise_dataflow_machine(
-                peak_rss_with_shard_sort(args.worker_peak_rss_gib, shard_mb), args.worker_vcpus)
+            # The runner path sorts a shard in memory: the largest plan's shard when the corpus size is known.
+            shard_mb = cost.shard_mb if cost else each[0].target_shard_mb
+            peak = (peak_rss_with_shard_sort(args.worker_peak_rss_gib, shard_mb) if shuffle == "runner"
+                    else args.worker_peak_rss_gib)
+            machine_type, extra, why = advise_dataflow_machine(peak, args.worker_vcpus)
             print(f"# machine type {machine_type}: {why}")
         else:
             print("# no measured peak RSS per worker process (--worker_peak_rss_gib); Dataflow's default "
@@ -587,9 +724,8 @@ def _main_dataflow(argv: Sequence[str]) -> int:
     workers = args.max_num_workers
     if not workers and cost is not None:
         workers = cost.workers
-        print(f"# max_num_workers {workers}: {args.corpus_gb} GB in {args.target_hours} h at "
-              f"{cost.mb_per_s_per_vcpu:.2f} MB/s per vCPU (dupe_factor {cost.dupe_factor}) x "
-              f"{args.worker_vcpus} vCPUs")
+        print(f"# max_num_workers {workers}: {args.corpus_gb:,g} GB in {args.target_hours:g} h "
+              f"at {format_amount(cost.mb_per_s_per_vcpu)} MB/s per vCPU (all plans) x {args.worker_vcpus} vCPUs")
     setup_file = REPO_ROOT / "setup.py"
     if not setup_file.exists():
         raise LaunchError("setup.py not found: run from a bertbeam checkout (Dataflow stages it)")

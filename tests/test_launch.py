@@ -1,5 +1,6 @@
 """`bertbeam launch`: exact gcloud commands for a v3-8 and a v3-256 pod, Dataflow argv, staged package contents."""
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -311,17 +312,141 @@ def test_dataflow_job_graph_offline(checkout, tmp_path, monkeypatch):
 
 
 def test_dataflow_cost_model_dry_run_without_a_project(capsys):
-    cost = L.dataflow_cost(110, dupe_factor=10, target_hours=2, vcpus=4, mb_per_s_per_vcpu_at_dupe5=1.4)
-    # 110,000 MB at 1.4 x 5/10 = 0.7 MB/s per vCPU: 157,143 vCPU-seconds = 43.7 vCPU-hours.
+    cost = L.dataflow_cost(110, [(128, 10)], target_hours=2, vcpus=4, mb_per_s_per_vcpu=0.7)
+    # 110,000 MB at 0.7 MB/s per vCPU: 157,143 vCPU-seconds = 43.7 vCPU-hours; 5.5 workers of 4 vCPUs for 2 h.
     assert round(cost.vcpu_hours, 1) == 43.7 and cost.workers == 6 and cost.machine_type == "n1-standard-4"
     assert cost.output_gb == 2200 and cost.shuffle_gb == 2310 and cost.shard_mb <= 256
     assert L.main(["dataflow", "--dry_run", "--corpus_gb", "110", "--", "--dupe_factor=5"]) == 0
     out = capsys.readouterr().out
-    # Default rate 3.0 MB/s per vCPU at dupe 5: 110,000 MB / 3.0 = 36,667 vCPU-seconds = 10 vCPU-hours, and
-    # 110,000 MB in 2 h at 3.0 MB/s x 4 vCPUs = 1.3 workers.
-    assert "10 vCPU-hours" in out and "--max_num_workers 2" in out and "shuffle: 1,210 GB" in out
+    # Runner path, seq 128 alone at dupe 5: 0.41 x 2.17 = 0.89 MB/s per vCPU, so 110,000 MB take 123,600
+    # vCPU-seconds = 34 vCPU-hours, and 2 h on 4-vCPU workers needs 4.3 -> 5 of them.
+    assert "34 vCPU-hours" in out and "--max_num_workers 5" in out and "shuffle: 1,210 GB" in out
     # Sorting a ~256 MB shard in memory (runner shuffle) sizes the machine, not the 0.45 GiB of building.
     assert "x 0.70 GiB" in out and "--machine_type n1-standard-4" in out
     assert L.peak_rss_with_shard_sort(0.45, 64) == 0.45
     assert L.peak_rss_with_shard_sort(0.45, 256) == pytest.approx(0.35 + 1.4 / 4)
     assert L.main(["dataflow", "--corpus_gb", "110"]) == 2  # a real launch needs the project
+
+
+ONE_LENGTH = ["--max_seq_length=128"]
+TWO_LENGTHS = ["--max_seq_length=128,512", "--max_predictions_per_seq=20,77", "--dupe_factor=5"]
+
+
+def _dry_run(capsys, corpus_gb, build_flags, *own):
+    assert L.main(["dataflow", "--dry_run", "--corpus_gb", str(corpus_gb), *own, "--", *build_flags]) == 0
+    return capsys.readouterr().out
+
+
+def _amount(out, pattern):
+    """The number a printed cost line holds, e.g. _amount(out, r"compute: (.+) vCPU-hours")."""
+    found = re.search(pattern, out)
+    assert found, f"{pattern!r} not in:\n{out}"
+    return float(found.group(1).replace(",", ""))
+
+
+def test_rates_per_shuffle_path_and_length():
+    # The runner path's seq 128 rate is derived from the 128,512 measurement by output bytes (1 : 1.17) ...
+    assert L.MB_PER_S_PER_VCPU_AT_DUPE5[("runner", 128)] == pytest.approx(0.41 * 2.17)
+    both = L.vcpu_seconds_per_input_mb("runner", 128, 5) + L.vcpu_seconds_per_input_mb("runner", 512, 5)
+    assert both == pytest.approx(1 / 0.41)  # ... so both lengths together cost what was measured
+    assert L.vcpu_seconds_per_input_mb("runner", 512, 5) == pytest.approx(1.17 / (0.41 * 2.17))
+    assert L.vcpu_seconds_per_input_mb("local_files", 128, 10) == pytest.approx(2 / 3.0)  # twice the copies
+    assert L.output_bytes_vs_seq128(256) == pytest.approx(1 + 0.17 / 3)  # interpolated
+    assert L.output_bytes_vs_seq128(64) == 1.0 and L.output_bytes_vs_seq128(1024) == 1.17  # nearest measured
+    with pytest.raises(L.LaunchError):
+        L.vcpu_seconds_per_input_mb("no_such_path", 128, 5)
+
+
+def test_two_lengths_cost_more_than_one():
+    one = L.dataflow_cost(110, [(128, 5)])
+    two = L.dataflow_cost(110, [(128, 5), (512, 5)])
+    assert two.output_gb / one.output_gb == pytest.approx(2.17)  # measured: 128,512 writes 2.17x 128's bytes
+    assert two.vcpu_hours / one.vcpu_hours == pytest.approx(2.17)
+    assert two.mb_per_s_per_vcpu == pytest.approx(0.41)  # the measured runner-path rate for both lengths
+    assert two.shuffle_gb == pytest.approx(110 + two.output_gb)  # documents once, each plan's records once
+    assert [(p.seq_length, p.dupe_factor) for p in two.plans] == [(128, 5), (512, 5)]
+    assert two.plans[0].num_shards == two.plans[1].num_shards == one.num_shards  # as build chooses them
+    assert two.plans[1].shard_mb == pytest.approx(1.17 * two.plans[0].shard_mb)
+    assert two.workers > one.workers
+    # seq 512's shards come out ~300 MB (build sizes shards from seq 128's bytes); the machine still holds them.
+    assert two.plans[1].shard_mb > 256 and two.machine_type == "n1-standard-4"
+
+
+def test_dry_run_prices_every_length(capsys):
+    one = _dry_run(capsys, 110, ["--max_seq_length=128", "--dupe_factor=5"])
+    two = _dry_run(capsys, 110, TWO_LENGTHS)
+    ratio = _amount(two, r"output: (\S+) GB") / _amount(one, r"output: (\S+) GB")
+    assert ratio == pytest.approx(2.17, rel=0.01)
+    assert _amount(two, r"compute: (\S+) vCPU-hours") > 2 * _amount(one, r"compute: (\S+) vCPU-hours")
+    assert "rate: 0.41 MB" in two and "2 plans" in two
+    assert re.search(r"seq 128, dupe_factor 5: .* output 1,100 GB in 4,098 shards", two)
+    assert re.search(r"seq 512, dupe_factor 5: .* output 1,287 GB in 4,098 shards of ~300 MB", two)
+    # The launch's --dupe_factor replaces the build's, one value or one per length.
+    three = _dry_run(capsys, 110, TWO_LENGTHS, "--dupe_factor", "10,2")
+    assert "seq 128, dupe_factor 10:" in three and "seq 512, dupe_factor 2:" in three
+    assert L.main(["dataflow", "--dry_run", "--corpus_gb", "1", "--dupe_factor", "3,4,5", "--"] + TWO_LENGTHS) == 2
+    assert "one value or one per --max_seq_length" in capsys.readouterr().err
+
+
+ZERO = re.compile(r"(?<![\d.,])0(\.0*)? (vCPU-hours|h\b|min|GB|MB|shards?)")
+
+
+@pytest.mark.parametrize("corpus_gb", [1, 0.01, 0.0001])
+@pytest.mark.parametrize("flags", [ONE_LENGTH, TWO_LENGTHS], ids=["seq128", "seq128+512"])
+def test_small_corpus_prints_no_zeros(capsys, corpus_gb, flags):
+    out = _dry_run(capsys, corpus_gb, flags)
+    assert not ZERO.findall(out), out
+    assert "0 vCPU-hours" not in out and "0.0 h" not in out and "output: 0 GB" not in out
+    if corpus_gb == 1:
+        # 1 GB on one 4-vCPU worker is minutes, printed as minutes.
+        assert re.search(r"compute: 0\.\d\d vCPU-hours", out) and re.search(r"about \d+ min", out)
+        assert _amount(out, r"output: (\S+) GB") >= 10
+
+
+@pytest.mark.parametrize("amount,text", [
+    (0, "0"), (0.0042, "0.0042"), (0.68, "0.68"), (0.999, "1.0"), (4.37, "4.4"), (9.96, "10"), (43.7, "44"),
+    (2231.4, "2,231"), (1e-7, "0.00000010")])
+def test_format_amount(amount, text):
+    assert L.format_amount(amount) == text
+
+
+def test_format_duration():
+    assert [L.format_duration(h) for h in (0.001, 0.08, 0.99, 1.94, 12.3)] == [
+        "1 min", "5 min", "59 min", "1.9 h", "12 h"]
+
+
+@pytest.mark.parametrize("flags,plans", [(ONE_LENGTH, 1), (TWO_LENGTHS, 2)], ids=["seq128", "seq128+512"])
+def test_dry_runs_are_linear_in_corpus_size(capsys, flags, plans):
+    runs = {gb: _dry_run(capsys, gb, flags) for gb in (1, 110, 1000)}
+    for out in runs.values():
+        assert len(re.findall(r"^#   seq \d+, dupe_factor \d+: ", out, re.M)) == plans
+    for what in (r"compute: (\S+) vCPU-hours", r"output: (\S+) GB", r"shuffle: (\S+) GB"):
+        per_gb = [_amount(out, what) / gb for gb, out in runs.items()]
+        assert per_gb == pytest.approx([per_gb[-1]] * 3, rel=0.02), what  # linear, within printed rounding
+    shards = [_amount(out, r"output: \S+ GB in (\S+) shard") for out in runs.values()]
+    workers = [_amount(out, r"max_num_workers (\d+):") for out in runs.values()]
+    assert shards == sorted(shards) and shards[0] < shards[-1]
+    assert workers == sorted(workers) and workers[0] == 1 and workers[-1] > 50
+    # Two hours' target: a big corpus is sized to finish in about two hours, a small one on one worker sooner.
+    assert "about 2.0 h" in runs[1000] and "min" in runs[1]
+
+
+def test_input_rate_override_is_for_the_whole_build(capsys):
+    out = _dry_run(capsys, 110, TWO_LENGTHS, "--input_mb_per_s_per_vcpu", "1")
+    # 110,000 MB at 1 MB/s per vCPU: 30.6 vCPU-hours for both lengths, split 1 : 1.17 between them.
+    assert "compute: 31 vCPU-hours" in out and "rate: 1.0 MB" in out and "--input_mb_per_s_per_vcpu" in out
+    cost = L.dataflow_cost(110, [(128, 5), (512, 5)], mb_per_s_per_vcpu=1.0)
+    assert cost.plans[1].vcpu_hours / cost.plans[0].vcpu_hours == pytest.approx(1.17)
+    assert cost.vcpu_hours == pytest.approx(110_000 / 3600)
+
+
+def test_shard_count_advice_per_length(capsys):
+    out = _dry_run(capsys, 20, TWO_LENGTHS + ["--num_shards=30"])
+    # 20 GB x 5 x 2.0 = 200 GB at seq 128 and 234 GB at 512 in 30 shards each: too big to sort in memory;
+    # 256 MiB shards would be 746 and 872 of them.
+    assert "# warning: seq 128: ~6,358 MB per shard" in out and "--num_shards=746 or more" in out
+    assert "# warning: seq 512: ~7,439 MB per shard" in out and "--num_shards=872 or more" in out
+    # The local_files path merges shards from run files: no in-memory sort, no warning, no shuffle of records.
+    local = _dry_run(capsys, 20, TWO_LENGTHS + ["--num_shards=30", "--shuffle=local_files"])
+    assert "warning" not in local and "run files: 434 GB" in local and "x 0.45 GiB" in local
+    assert "rate: 1.4 MB" in local and "--shuffle=local_files" in local  # 3.0 at 128, 3.0/1.17 at 512, dupe 5
