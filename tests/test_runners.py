@@ -88,19 +88,21 @@ def _audit_lines(audit: Path):
     return [line.split("\t") for line in audit.read_text().splitlines() if line]
 
 
-@pytest.mark.parametrize("lengths", ["single", "multi"])
+@pytest.mark.parametrize("lengths,shuffle", [("single", "auto"), ("multi", "auto"), ("multi", "runner")])
 def test_dask_runner_matches_direct_runner_and_builds_each_bucket_once(tmp_path, corpus, references, dask_cluster,
-                                                                        lengths):
+                                                                        lengths, shuffle):
     path, vocab = corpus
     cluster, audit = dask_cluster
     audit.write_text("")
     out = tmp_path / "dask"
     manifests = build.run_all(_argv(path, vocab, out, *LENGTHS[lengths], "--runner=DaskRunner",
-                                    f"--dask_client_address={cluster.scheduler_address}", "--allow_local_paths"))
+                                    f"--dask_client_address={cluster.scheduler_address}", "--allow_local_paths",
+                                    f"--shuffle={shuffle}"))
     ref_counts, ref_shards = references[lengths]
     assert _shards(out) == ref_shards
     assert _counts(manifests) == ref_counts
-    assert all(m["shuffle"] == "runner" for m in manifests)
+    # auto: run files under the output folder every worker sees (Dask holds grouped values in memory).
+    assert all(m["shuffle"] == ("local_files" if shuffle == "auto" else "runner") for m in manifests)
     assert not list(out.rglob("_bertbeam_tmp")) and not list(out.rglob(".tmp-*"))
     # The build stage ran exactly once per (bucket, length), in more than one worker process:
     # no side input re-executed it and no output tag was lost.
@@ -172,17 +174,19 @@ def worker_pool():
     proc.wait()
 
 
-@pytest.mark.parametrize("lengths", ["single", "multi"])
+@pytest.mark.parametrize("lengths,shuffle", [("single", "auto"), ("multi", "auto"), ("multi", "runner")])
 def test_portable_runner_with_external_workers_matches_direct_runner(tmp_path, corpus, references, worker_pool,
-                                                                     lengths):
+                                                                     lengths, shuffle):
     path, vocab = corpus
     out = tmp_path / "portable"
     manifests = build.run_all(_argv(path, vocab, out, *LENGTHS[lengths], "--runner=PortableRunner",
                                     "--job_endpoint=embed", "--environment_type=EXTERNAL",
-                                    f"--environment_config=localhost:{worker_pool}", "--allow_local_paths"))
+                                    f"--environment_config=localhost:{worker_pool}", "--allow_local_paths",
+                                    f"--shuffle={shuffle}"))
     ref_counts, ref_shards = references[lengths]
     assert _shards(out) == ref_shards
     assert _counts(manifests) == ref_counts
+    assert all(m["shuffle"] == ("local_files" if shuffle == "auto" else "runner") for m in manifests)
     # Counters come back from the external workers: documents were read once for all lengths.
     assert build.LAST_RUN_COUNTERS["documents_read"] == manifests[0]["documents"]["read"]
 

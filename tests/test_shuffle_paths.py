@@ -163,12 +163,20 @@ def test_non_local_runner_refuses_local_paths_before_submission(tmp_path, demo_c
     build.check_remote_paths(build.parse_args(argv)[0], "DirectRunner")
 
 
-def test_shuffle_auto_follows_the_runner():
+def test_shuffle_auto_keeps_records_out_of_in_memory_groupbykeys():
+    embed = {"job_endpoint": "embed"}
     assert build.resolve_shuffle("auto", "DirectRunner") == "local_files"
-    assert build.resolve_shuffle("auto", "DataflowRunner") == "runner"
-    assert build.resolve_shuffle("auto", "DaskRunner") == "runner"
-    assert build.resolve_shuffle("auto", "PortableRunner") == "runner"
+    assert build.resolve_shuffle("auto", "DataflowRunner", {}, "gs://b/out") == "runner"
+    # Beam's DaskRunner and the embedded portable job server hold grouped values in memory: run files when every
+    # worker sees the output folder, the runner's GroupByKey (with a warning) only for object storage.
+    assert build.resolve_shuffle("auto", "DaskRunner", {}, "/mnt/shared/out") == "local_files"
+    assert build.resolve_shuffle("auto", "DaskRunner", {}, "gs://b/out") == "runner"
+    assert build.resolve_shuffle("auto", "PortableRunner", embed, "/mnt/shared/out") == "local_files"
+    assert build.resolve_shuffle("auto", "PortableRunner", {"job_endpoint": "flink:8099"}, "/mnt/out") == "runner"
     assert build.resolve_shuffle("runner", "DirectRunner") == "runner"
+    assert "local_files" in build.in_memory_shuffle_warning("runner", "DaskRunner", {})
+    assert build.in_memory_shuffle_warning("runner", "DataflowRunner", {}) is None
+    assert build.in_memory_shuffle_warning("local_files", "DaskRunner", {}) is None
 
 
 def test_one_warning_names_the_biggest_gzip_over_the_split_size():
