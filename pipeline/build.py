@@ -25,6 +25,11 @@ class FlagError(ValueError):
     """A flag value that cannot work; the message names the flag."""
 
 
+class BuildFailed(RuntimeError):
+    """The job could not finish for a reason outside the data (e.g. a stalled cluster); the message says what
+    to change. Partial output is left without a manifest, as after any failed run (rerun with --overwrite)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bertbeam build", description=__doc__,
                                 epilog="Every other argument is passed to Beam's PipelineOptions "
@@ -309,8 +314,8 @@ def resolve_shuffle(shuffle: str, runner_name: str, options: Optional[Dict[str, 
         return shuffle
     if is_local_runner(runner_name):
         return "local_files"
-    from transforms import fileio  # pylint: disable=import-outside-toplevel
-    if _holds_grouped_data_in_memory(runner_name, options or {}) and not fileio.is_remote(output_dir):
+    remote = "://" in output_dir  # as fileio.is_remote, without loading Beam (launch's dry runs call this)
+    if _holds_grouped_data_in_memory(runner_name, options or {}) and not remote:
         return "local_files"
     return "runner"
 
@@ -652,33 +657,39 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
                   | "InputList" >> beam.Create([list_path])
                   | "ReadInputList" >> beam.FlatMap(corpus_reader.read_input_list, fileio.open_read)
                   | "SplitRanges" >> beam.FlatMap(corpus_reader.ranges_for_file, split_bytes, opener))
+    watch = _local_progress(args, runner is not None, inputs, started, sum(plan.cfg.num_shards for plan in plans))
+    dask = _dask_watch(runner_name, all_options, watch)
     _ = (ranges
-         | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle))
+         | "BuildPretrainingData" >> BuildPretrainingData(plans, bases, started, shuffle,
+                                                          dask.topic if dask is not None and watch else None))
     runtime_env.freeze_startup_objects()
     marks.append(("job graph", time.process_time()))
-    startup_parts = marks[:1] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
-    watch = _local_progress(args, runner is not None, inputs, started, sum(plan.cfg.num_shards for plan in plans),
-                            startup_parts)
+    if watch is not None:
+        watch.startup_parts = marks[:1] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
     # The fork server starts before any thread (the progress line's, Beam's): a fork copies only the caller.
     # The time table comes after it has closed: its workers' CPU then counts among this process's children.
     with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
-        with watch or contextlib.nullcontext():
+        with watch or contextlib.nullcontext(), dask or contextlib.nullcontext():
             result = p.run()
             try:
                 result.wait_until_finish()
+            except KeyboardInterrupt:
+                if dask is None or dask.stalled is None:
+                    raise
+                result.cancel()
+                raise BuildFailed(dask.stalled) from None
             finally:
                 client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
                 if client is not None and hasattr(client, "close"):
                     client.close()
     if watch is not None:
-        print(watch.finish(), file=sys.stderr, flush=True)
+        print(watch.finish(dask.worker_cpu_s if dask is not None else 0.0), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()
     LAST_RUN_COUNTERS.update(_counters(result))
     return [read_manifest(plan.output_dir) for plan in plans]
 
 
-def _local_progress(args, local: bool, inputs, started: float, num_shards: int,
-                    startup_parts: Sequence[Tuple[str, float]] = ()):
+def _local_progress(args, local: bool, inputs, started: float, num_shards: int):
     """Progress lines and the closing time table for runs on a runner object built here (local_runner: the
     DirectRunner, a Dask cluster); Dataflow shows the Beam counters."""
     from pipeline import progress  # pylint: disable=import-outside-toplevel
@@ -686,7 +697,23 @@ def _local_progress(args, local: bool, inputs, started: float, num_shards: int,
         return None
     import tempfile  # pylint: disable=import-outside-toplevel
     return progress.BuildProgress(sum(f.size for f in inputs), tempfile.mkdtemp(prefix="bertbeam-progress-"),
-                                  started=started, num_shards=num_shards, startup_parts=startup_parts)
+                                  started=started, num_shards=num_shards)
+
+
+def _dask_watch(runner_name: str, options: Dict[str, Any], watch):
+    """For Beam's DaskRunner on a cluster given by --dask_client_address: a DaskWatch that takes the workers'
+    progress records to `watch` (the BuildProgress, if any), counts their CPU, and stops a stalled cluster's
+    build with a message (always, also with --quiet). None otherwise (Beam then starts a cluster of its own)."""
+    address = options.get("address")  # Beam's DaskOptions store --dask_client_address as `address`
+    if not is_dask_runner(runner_name) or not address:
+        return None
+    from pipeline import dask_watch  # pylint: disable=import-outside-toplevel
+    try:
+        stall_s = float(os.environ.get(dask_watch.ENV_STALL_S, dask_watch.DEFAULT_STALL_S))
+    except ValueError as e:
+        raise FlagError(f"{dask_watch.ENV_STALL_S}={os.environ[dask_watch.ENV_STALL_S]!r}: not a number") from e
+    return dask_watch.DaskWatch(address, dask_watch.new_topic(), watch.add_records if watch is not None else None,
+                                stall_after_s=stall_s)
 
 
 # Beam counters of the last run_all in this process (progress figures; the manifest's counts come
@@ -758,6 +785,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FlagError, VocabError, InputError) as e:
         print(f"bertbeam build: error: {e}", file=sys.stderr)
         return 2
+    except BuildFailed as e:
+        print(f"bertbeam build: error: {e}", file=sys.stderr)
+        return 1
     args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
     for one, manifest in zip(per_length_args(args), manifests):
         print(summarize(manifest, one.output_dir))

@@ -156,15 +156,23 @@ def read_records(folder: str, offsets: Dict[str, int], into: List[Dict]) -> None
 # --- worker side ----------------------------------------------------------------------------------------
 
 class Recorder:
-    """Appends progress records for this process to $BERTBEAM_PROGRESS_DIR/<pid>.jsonl; a no-op elsewhere.
+    """Appends progress records for this process to $BERTBEAM_PROGRESS_DIR/<pid>.jsonl; with a `topic`, inside a
+    Dask worker, sends them as Dask events on that topic instead (pipeline/dask_watch.py receives them); a
+    no-op elsewhere.
 
-    Cheap: one short line per bucket (a bucket is thousands of instances), written with one write call.
+    Cheap: one short record per bucket (a bucket is thousands of instances), written with one write call.
     """
 
-    def __init__(self, folder: Optional[str] = None):
+    def __init__(self, folder: Optional[str] = None, topic: Optional[str] = None):
         self._folder = os.environ.get(ENV_DIR) if folder is None else folder
         self._file = None
         self._startup: Optional[float] = None
+        self._dask_worker = None
+        if topic:
+            self._dask_worker = _current_dask_worker()
+            self._topic = topic
+            if self._dask_worker is not None:
+                self._folder = None  # the worker's events reach the launcher; no local folder to write
 
     def first_document(self) -> Optional[float]:
         """Notes this process's CPU-seconds when it first starts reading (its start-up cost: interpreter,
@@ -172,16 +180,17 @@ class Recorder:
         if self._startup is not None:
             return None
         self._startup = time.process_time()
-        self._write({"c0": round(self._startup, 4), "p": os.getpid()})
+        if self._dask_worker is None:  # a Dask worker outlives builds: its process CPU is not this build's start-up
+            self._write({"c0": round(self._startup, 4), "p": os.getpid()})
         return self._startup
 
     @property
     def enabled(self) -> bool:
-        return bool(self._folder)
+        return bool(self._folder) or self._dask_worker is not None
 
     def record(self, range_key: Optional[str] = None, position: int = 0, documents: int = 0,
                instances: int = 0, stages: Optional[Dict[str, float]] = None, shards: int = 0) -> None:
-        if not self._folder:
+        if not self.enabled:
             return
         rec: Dict = {"w": shards} if shards else {}
         if range_key is not None:
@@ -195,6 +204,12 @@ class Recorder:
         self._write(rec)
 
     def _write(self, rec: Dict) -> None:
+        if self._dask_worker is not None:
+            try:
+                self._dask_worker.log_event(self._topic, rec)
+            except Exception:  # progress is optional: never fail a build over it  # pylint: disable=broad-except
+                self._dask_worker = None
+            return
         if not self._folder:
             return
         try:
@@ -205,6 +220,15 @@ class Recorder:
             self._file.flush()
         except OSError:
             self._folder = None  # progress is optional: never fail a build over it
+
+
+def _current_dask_worker():
+    """The Dask worker running this code, or None (not in a Dask worker, or dask.distributed not installed)."""
+    try:
+        from distributed import get_worker  # pylint: disable=import-outside-toplevel
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
 
 
 class StageClock:
@@ -308,6 +332,11 @@ class BuildProgress:
             read_records(self.folder, self._offsets, self._records)
             return aggregate(self._records)
 
+    def add_records(self, records: Iterable[Dict]) -> None:
+        """Records that arrived another way than the folder (a Dask cluster's events); thread-safe."""
+        with self._lock:
+            self._records.extend(records)
+
     def _line(self, elapsed: float) -> str:
         totals = self.totals()
         done = float(totals["bytes"])
@@ -339,15 +368,16 @@ class BuildProgress:
             import shutil  # pylint: disable=import-outside-toplevel
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def finish(self) -> str:
+    def finish(self, other_processes_cpu: float = 0.0) -> str:
         """The per-stage time table, and the record folder removed. Stages come from the workers' records;
         start-up is the launching process's CPU before the pipeline started (imports, flags, input checks,
         tokenizer); "runner and other" is the rest of all processes' CPU (Beam's runner, pickling, the
-        shuffle, worker start-up) -- reaped worker subprocesses included."""
+        shuffle, worker start-up) -- reaped worker subprocesses included, and `other_processes_cpu`: CPU of
+        processes that are not the launcher's children (a Dask cluster's workers)."""
         totals = self.totals()
         stages = dict(totals["stages"])  # type: ignore[arg-type]
         startup_cpu, children_before = self._cpu_at_start
-        total_cpu = time.process_time() + _children_cpu() - children_before
+        total_cpu = time.process_time() + _children_cpu() - children_before + other_processes_cpu
         stages[STARTUP] = startup_cpu
         stages[OTHER] = max(0.0, total_cpu - sum(stages.values()))
         import shutil  # pylint: disable=import-outside-toplevel

@@ -202,3 +202,62 @@ def test_multi_threading_direct_runner_matches_in_memory(tmp_path, corpus, refer
                                     "--direct_num_workers=2"))
     assert _shards(out) == references["single"][1]
     assert _counts(manifests) == references["single"][0]
+
+
+def test_dask_build_shows_the_workers_progress_and_cpu(tmp_path, corpus, references, dask_cluster, capsys,
+                                                       monkeypatch):
+    """The workers' progress records reach the launcher as Dask events: the last line covers all input, every
+    document and instance; the time table's stages and total include the workers' CPU."""
+    from pipeline import progress
+    monkeypatch.setenv(progress.ENV_INTERVAL, "0.2")
+    path, vocab = corpus
+    cluster, _ = dask_cluster
+    manifests = build.run_all(_argv(path, vocab, tmp_path / "dask", *LENGTHS["single"], "--runner=DaskRunner",
+                                    f"--dask_client_address={cluster.scheduler_address}", "--allow_local_paths"))
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("[build ")]
+    assert lines and "(100%)" in lines[-1], err
+    assert f"documents {manifests[0]['documents']['read']:,} " in lines[-1]
+    assert f"instances {manifests[0]['counts']['train']['num_instances']:,} " in lines[-1]
+    assert lines[-1].endswith("shards written 3/3")
+    rows = {line.split("  ")[0].strip(): line.split() for line in err.splitlines()}
+    assert float(rows["build_instances"][1]) > 0 and float(rows["runner and other"][3]) > 0
+    assert "Discarding unparseable args" not in err
+    assert _shards(tmp_path / "dask") == references["single"][1]
+
+
+def test_a_stalled_dask_cluster_fails_with_a_message_instead_of_hanging(tmp_path, demo_corpus, demo_vocab,
+                                                                        monkeypatch):
+    """Every worker paused (as Dask does over its memory limit): the build stops after BERTBEAM_DASK_STALL_S."""
+    from distributed import Client
+    from distributed.core import Status
+    from pipeline import dask_watch
+
+    def pause(dask_worker):
+        dask_worker.status = Status.paused
+
+    monkeypatch.setenv(dask_watch.ENV_STALL_S, "3")
+    monkeypatch.setattr(dask_watch, "CHECK_INTERVAL_S", 0.5)
+    # No memory limit: the worker's memory monitor would otherwise resume a worker paused by hand.
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                       memory_limit=0)
+    try:
+        with Client(cluster.scheduler_address) as client:
+            client.run(pause)
+        started = time.time()
+        with pytest.raises(build.BuildFailed, match=r"all 1 Dask workers are paused .* for 3 s"):
+            build.run_all(_argv(demo_corpus, demo_vocab, tmp_path / "out", "--runner=DaskRunner", "--quiet",
+                                f"--dask_client_address={cluster.scheduler_address}", "--allow_local_paths"))
+        assert time.time() - started < 60
+        assert not (tmp_path / "out" / "manifest.json").exists()
+    finally:
+        cluster.close()
+
+
+def test_stall_problem_reads_the_scheduler_worker_table():
+    from pipeline.dask_watch import stall_problem
+    assert stall_problem({}) == "the cluster has no workers"
+    running = {"tcp://a": {"status": "running"}, "tcp://b": {"status": "paused"}}
+    assert stall_problem(running) is None
+    paused = {"tcp://a": {"status": "paused", "memory_limit": 2 ** 30, "metrics": {"memory": 2 ** 29 * 1.7}}}
+    assert stall_problem(paused) == "all 1 Dask workers are paused for lack of memory (tcp://a at 85% of 1.0 GiB)"

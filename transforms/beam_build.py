@@ -112,7 +112,8 @@ class _Progress:
     """A worker's progress figures: Beam counters with readable names (what the Dataflow console shows) and,
     on a local run, records for the launcher's progress line (pipeline/progress.py). Never changes output."""
 
-    def __init__(self):
+    def __init__(self, topic: Optional[str] = None):
+        self._topic = topic  # a Dask event topic for the records (a Dask cluster's workers have no local folder)
         self._bytes_read = Metrics.counter(NAMESPACE, "input_bytes_read")
         self._stage_ms = {name: Metrics.counter(NAMESPACE, f"cpu_ms_{name}") for name in progress.STAGES}
         self._startup_ms = Metrics.distribution(NAMESPACE, "worker_startup_cpu_ms")
@@ -120,7 +121,7 @@ class _Progress:
         self._recorder = progress.Recorder("")  # replaced in setup(): the folder comes from the worker's env
 
     def setup(self) -> None:
-        self._recorder = progress.Recorder()
+        self._recorder = progress.Recorder(topic=self._topic)
         runtime_env.prepare_worker()  # thread pools; the collector skips the objects loaded so far
 
     def timed_read(self, buckets: Iterable[Any]) -> Iterator[Any]:
@@ -162,7 +163,7 @@ class _Progress:
 class _BucketBuilder:
     """Tokenizes a bucket once and builds it for every plan (shared by both shuffle paths' DoFns)."""
 
-    def __init__(self, plans: Sequence[BuildPlan]):
+    def __init__(self, plans: Sequence[BuildPlan], progress_topic: Optional[str] = None):
         self.plans = tuple(plans)
         self.tokenizer = None
         self.vocab: Optional[VocabInfo] = None
@@ -171,7 +172,7 @@ class _BucketBuilder:
         self._docs_dropped = Metrics.counter(NAMESPACE, "documents_dropped")
         self._instances = Metrics.counter(NAMESPACE, "instances_built")
         self._buckets = Metrics.counter(NAMESPACE, "buckets")
-        self.progress = _Progress()
+        self.progress = _Progress(progress_topic)
 
     def setup(self) -> None:
         self.tokenizer, self.vocab = _shared_tokenizer(self.plans[0].tokenizer)
@@ -211,9 +212,9 @@ class _BuildRunsFn(beam.DoFn):
     """Local-files path: reads a range's buckets, builds each for every plan and writes one sorted run file per
     bucket and plan; outputs segment references and counts (never the records)."""
 
-    def __init__(self, plans: Sequence[BuildPlan]):
+    def __init__(self, plans: Sequence[BuildPlan], progress_topic: Optional[str] = None):
         self._plans = tuple(plans)
-        self._builder = _BucketBuilder(plans)
+        self._builder = _BucketBuilder(plans, progress_topic)
         self._segmenter = None
 
     def setup(self):
@@ -252,10 +253,10 @@ class _BuildRunsFn(beam.DoFn):
 class _ReadBucketsFn(beam.DoFn):
     """Runner path: reads a range into buckets of documents (serial per range; a gzip file is one range)."""
 
-    def __init__(self, plans: Sequence[BuildPlan]):
+    def __init__(self, plans: Sequence[BuildPlan], progress_topic: Optional[str] = None):
         self._plan = plans[0]  # reading settings are common to all plans
         self._segmenter = None
-        self._progress = _Progress()
+        self._progress = _Progress(progress_topic)
 
     def setup(self):
         self._segmenter = _segmenter_for(self._plan)
@@ -276,9 +277,9 @@ class _ReadBucketsFn(beam.DoFn):
 class _BuildSlicesFn(beam.DoFn):
     """Runner path: builds a bucket for every plan and outputs its records as one framed blob per shard."""
 
-    def __init__(self, plans: Sequence[BuildPlan]):
+    def __init__(self, plans: Sequence[BuildPlan], progress_topic: Optional[str] = None):
         self._plans = tuple(plans)
-        self._builder = _BucketBuilder(plans)
+        self._builder = _BucketBuilder(plans, progress_topic)
 
     def setup(self):
         self._builder.setup()
@@ -342,11 +343,11 @@ class _CountingStream:
 class _WriteShardFn(beam.DoFn):
     """Writes one shard from its slices, in (key, bytes) order: one temp file + rename per shard."""
 
-    def __init__(self, plans: Sequence[BuildPlan], shuffle: str):
+    def __init__(self, plans: Sequence[BuildPlan], shuffle: str, progress_topic: Optional[str] = None):
         self._plans = tuple(plans)
         self._shuffle = shuffle
         self._written = Metrics.counter(NAMESPACE, "instances_written")
-        self._progress = _Progress()
+        self._progress = _Progress(progress_topic)
 
     def setup(self):
         self._progress.setup()
@@ -423,8 +424,10 @@ class BuildPretrainingData(beam.PTransform):
     output folder, shards and manifest.
     """
 
-    def __init__(self, plans, manifest_bases, started_at: float, shuffle: str = "local_files"):
+    def __init__(self, plans, manifest_bases, started_at: float, shuffle: str = "local_files",
+                 progress_topic: Optional[str] = None):
         super().__init__()
+        self._topic = progress_topic  # Dask event topic for progress records (None: the local folder, if any)
         self._plans = tuple(plans) if isinstance(plans, (list, tuple)) else (plans,)
         self._bases = tuple(manifest_bases) if isinstance(manifest_bases, (list, tuple)) else (manifest_bases,)
         self._started_at = started_at
@@ -437,13 +440,13 @@ class BuildPretrainingData(beam.PTransform):
         if self._shuffle == "local_files":
             built = (ranges
                      | "DistributeRanges" >> beam.Reshuffle()
-                     | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(plans)))
+                     | "BuildInstanceRuns" >> beam.ParDo(_BuildRunsFn(plans, self._topic)))
         else:
             built = (ranges
                      | "DistributeRanges" >> _Redistribute(lambda rng: keys.seed64(rng.file.key, rng.start) >> 33)
-                     | "ReadBuckets" >> beam.ParDo(_ReadBucketsFn(plans))
+                     | "ReadBuckets" >> beam.ParDo(_ReadBucketsFn(plans, self._topic))
                      | "DistributeBuckets" >> _Redistribute(lambda e: (e[1] or 0) >> 33)
-                     | "BuildSlices" >> beam.ParDo(_BuildSlicesFn(plans)))
+                     | "BuildSlices" >> beam.ParDo(_BuildSlicesFn(plans, self._topic)))
         # Every shard gets a None, so a shard no record reaches is still written; expanded on a worker so the
         # job graph holds one element per plan, not one per shard.
         every_shard = (ranges.pipeline
@@ -455,7 +458,7 @@ class BuildPretrainingData(beam.PTransform):
         shards = ((slices, every_shard)
                   | "AllShards" >> beam.Flatten()
                   | "GroupByShard" >> beam.GroupByKey()
-                  | "WriteShards" >> beam.ParDo(_WriteShardFn(plans, self._shuffle)))
+                  | "WriteShards" >> beam.ParDo(_WriteShardFn(plans, self._shuffle, self._topic)))
         counts = (built
                   | "Counts" >> beam.Filter(_is_kind("counts"))
                   | "KeyCounts" >> beam.Map(lambda e: (e[1], e[2]))
