@@ -668,25 +668,45 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         watch.startup_parts = marks[:1] + [(name, t - prev) for (name, t), (_, prev) in zip(marks[1:], marks)]
     # The fork server starts before any thread (the progress line's, Beam's): a fork copies only the caller.
     # The time table comes after it has closed: its workers' CPU then counts among this process's children.
-    with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
-        with watch or contextlib.nullcontext(), dask or contextlib.nullcontext():
-            result = p.run()
-            try:
-                result.wait_until_finish()
-            except KeyboardInterrupt:
-                if dask is None or dask.stalled is None:
-                    raise
-                result.cancel()
-                raise BuildFailed(dask.stalled) from None
-            finally:
-                client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
-                if client is not None and hasattr(client, "close"):
-                    client.close()
+    try:
+        with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
+            with watch or contextlib.nullcontext(), dask or contextlib.nullcontext():
+                result = p.run()
+                try:
+                    result.wait_until_finish()
+                except KeyboardInterrupt:
+                    if dask is None or dask.stalled is None:
+                        raise
+                    result.cancel()
+                    raise BuildFailed(dask.stalled) from None
+                finally:
+                    client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
+                    if client is not None and hasattr(client, "close"):
+                        client.close()
+    except BaseException:
+        # Only for a job that ends with this process (the local runner, a Dask cluster's tasks released with
+        # our client, the embedded job server): a Dataflow job may go on after Ctrl-C here and still needs them.
+        if runner is not None or all_options.get("job_endpoint") == "embed":
+            _remove_temporary_files(plans)
+        raise
     if watch is not None:
         print(watch.finish(dask.worker_cpu_s if dask is not None else 0.0), file=sys.stderr, flush=True)
     LAST_RUN_COUNTERS.clear()
     LAST_RUN_COUNTERS.update(_counters(result))
     return [read_manifest(plan.output_dir) for plan in plans]
+
+
+def _remove_temporary_files(plans) -> None:
+    """After a failed or interrupted job: the run files and temporary shards it leaves (what the manifest step
+    would have removed), so that only finished shards without a manifest remain (a rerun needs --overwrite).
+    A failure here is logged, never raised over the job's own error."""
+    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    for plan in plans:
+        try:
+            fileio.delete_tree(plan.tmp_dir)
+            fileio.delete_stray_temps(plan.output_dir)
+        except Exception as e:  # pylint: disable=broad-except
+            logging.warning("could not remove the temporary files under %s: %s", plan.output_dir, e)
 
 
 def _local_progress(args, local: bool, inputs, started: float, num_shards: int):
@@ -787,6 +807,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except BuildFailed as e:
         print(f"bertbeam build: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bertbeam build: interrupted; temporary files removed, the output has no manifest "
+              "(rerun with --overwrite)", file=sys.stderr)
+        return 130
+    except Exception as e:  # the runner's own failure: its traceback above, then what it means for the output
+        import traceback  # pylint: disable=import-outside-toplevel
+        traceback.print_exc()
+        first_line = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"bertbeam build: error: the Beam job failed ({type(e).__name__}: {first_line}); temporary files "
+              f"removed, the output has no manifest (rerun with --overwrite)", file=sys.stderr)
         return 1
     args, _ = parse_args(list(sys.argv[1:] if argv is None else argv))
     for one, manifest in zip(per_length_args(args), manifests):

@@ -83,8 +83,26 @@ def worker_processes() -> Iterator[Optional["ForkServer"]]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+# How long a local worker's gRPC channels to the launcher wait for a ping's answer. gRPC's default (60 s for
+# the pings it sends to measure bandwidth) closed every stream of a 2-worker build whose launcher got no CPU
+# for 90 s, as happens at a load average of ~100 ("Stream removed (ping timeout)", then "Channel closed
+# prematurely" and a failed job). The launcher is this machine's parent process: if it dies, its sockets close
+# and the channels fail at once, so a long wait only ever covers a launcher that is alive but starved.
+LOCAL_PING_TIMEOUT_MS = 3_600_000
+
+
+def tolerate_starved_launcher() -> None:
+    """Sets the ping and keepalive timeouts of the channels Beam's SDK harness opens in this process (Beam's
+    GRPCChannelFactory options) to LOCAL_PING_TIMEOUT_MS; for local workers only."""
+    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory  # pylint: disable=import-outside-toplevel
+    longer = {"grpc.http2.ping_timeout_ms": LOCAL_PING_TIMEOUT_MS, "grpc.keepalive_timeout_ms": LOCAL_PING_TIMEOUT_MS}
+    kept = [(name, value) for name, value in GRPCChannelFactory.DEFAULT_OPTIONS if name not in longer]
+    GRPCChannelFactory.DEFAULT_OPTIONS = kept + sorted(longer.items())
+
+
 def run_sdk_worker() -> None:
-    """Beam's SDK harness in this process, configured from the environment as by Beam's own worker command."""
+    """Beam's SDK harness in this process, configured from the environment as by Beam's own worker command,
+    its channels patient with a launcher starved of CPU (tolerate_starved_launcher)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -92,6 +110,7 @@ def run_sdk_worker() -> None:
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()
     runtime_env.tune_malloc()
+    tolerate_starved_launcher()
     from apache_beam.runners.worker import sdk_worker_main  # pylint: disable=import-outside-toplevel
     sdk_worker_main.main(sys.argv)
 
@@ -208,7 +227,9 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
     the command."""
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold worker (the server ignores it)
+        # Ctrl-C reaches the whole process group: the launcher handles it and closes its workers, which then
+        # end as at a normal run's end (a KeyboardInterrupt here would print the harness's tracebacks).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.environ.clear()
         os.environ.update(env)
         sys.argv = [__file__]  # not the launcher's flags: a cold worker's argv holds none either
@@ -217,8 +238,6 @@ def _run_forked_worker(conn: socket.socket, env: Dict[str, str], target: Callabl
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except KeyboardInterrupt:  # Ctrl-C: the launcher reports the run's end; no traceback per worker
-        code = 128 + signal.SIGINT
     except BaseException:  # pylint: disable=broad-except
         import traceback  # pylint: disable=import-outside-toplevel
         traceback.print_exc()

@@ -11,6 +11,7 @@ Protocol, on a Unix socket: the client sends a 4-byte big-endian length and the 
 NUL-separated `name=value` bytes; the server answers with the worker's pid, then its exit status (4-byte
 big-endian signed integers each; the connection closing early means the worker died without one).
 """
+import _signal  # the C module: `signal` would import enum, a few ms more for every worker
 import os
 import sys
 
@@ -92,10 +93,10 @@ def cold_worker_argv() -> list:
 def main() -> int:
     path = os.environ.get(SOCKET_ENV)
     if path:
-        try:
-            code = ask_server(path)
-        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the launcher reports the run's end
-            return 128 + 2  # SIGINT, as a cold worker ends
+        # The forked worker ignores Ctrl-C (the launcher ends the run and closes it); so does its relay, which
+        # returns the worker's exit status once it has ended.
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        code = ask_server(path)
         if code is not None:
             return code
     env = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}

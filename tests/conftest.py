@@ -12,6 +12,7 @@ SHARED = REPO.parent / "shared"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "dataflow: also run with the `dataflow` extra installed (.ci/run does)")
+    config.addinivalue_line("markers", "slow: over a minute of wall time (`-m 'not slow'` leaves them out)")
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,75 @@ def test_multi_processing_build_forks_its_workers_and_writes_the_in_memory_bytes
     assert "over 2 process(es)" in stderr  # both workers read documents
     # One line per event: none of the SDK harness's INFO lines or Beam's import-time warnings.
     assert "INFO" not in stderr and "apitools" not in stderr and "semi_persistent" not in stderr
+
+
+@pytest.mark.slow
+def test_multi_processing_build_survives_a_launcher_starved_for_90_seconds(tmp_path, demo_corpus, demo_vocab):
+    """At a load average of ~100 the launcher can go without CPU for a minute; its workers' gRPC channels used
+    to close their streams after gRPC's 60 s ping timeout ("Channel closed prematurely", a failed job and
+    180 MB left in _bertbeam_tmp). SIGSTOP stands in for the starvation."""
+    import psutil
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):  # enough work that the build is still running when the launcher stops
+        (corpus / f"part_{i}.txt").write_bytes(demo_corpus.read_bytes())
+    flags = [f"--input_file={corpus}/*.txt", f"--vocab_file={demo_vocab}", "--max_seq_length=128",
+             "--max_predictions_per_seq=20", "--dupe_factor=8", "--num_shards=2", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = tmp_path / "mp"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.main", "build", *flags, f"--output_dir={out}",
+                             "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    launcher = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        # The workers are the fork server's children: the launcher's grandchildren.
+        if any(child.children() for child in launcher.children()):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the build ended before the launcher could be stopped: the test proved nothing"
+    launcher.suspend()
+    time.sleep(90)
+    launcher.resume()
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert (out / "_SUCCESS").exists() and not (out / "_bertbeam_tmp").exists()
+    reference = tmp_path / "in_memory"
+    subprocess.run([sys.executable, "-m", "pipeline.main", "build", *flags, f"--output_dir={reference}"],
+                   check=True, env=env, cwd=REPO, timeout=600)
+    assert _shard_digests(out) == _shard_digests(reference)
+
+
+def test_ctrl_c_ends_a_multi_processing_build_with_one_line_and_no_temporary_files(tmp_path, demo_corpus,
+                                                                                   demo_vocab):
+    """Ctrl-C reaches the whole process group (launcher, Beam's worker commands, forked workers): one line,
+    status 130, no _bertbeam_tmp, no process left. Before: 160-220 lines of tracebacks and the run files left."""
+    import psutil
+    import signal
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"part_{i}.txt").write_bytes(demo_corpus.read_bytes())
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.main", "build", f"--input_file={corpus}/*.txt",
+                             f"--vocab_file={demo_vocab}", "--dupe_factor=8", "--num_shards=2", "--quiet",
+                             f"--output_dir={out}", "--direct_running_mode=multi_processing",
+                             "--direct_num_workers=2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    launcher = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out / "_bertbeam_tmp").exists():
+        time.sleep(0.05)  # run files appear once the workers build
+    assert proc.poll() is None, "the build ended before Ctrl-C: the test proved nothing"
+    family = [launcher] + launcher.children(recursive=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == [
+        "bertbeam build: interrupted; temporary files removed, the output has no manifest (rerun with --overwrite)"]
+    assert not (out / "_bertbeam_tmp").exists() and not (out / "manifest.json").exists()
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, alive
