@@ -579,7 +579,7 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         import apache_beam as beam  # pylint: disable=import-outside-toplevel
         from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions  # pylint: disable=import-outside-toplevel
         from transforms import corpus_reader, fileio  # pylint: disable=import-outside-toplevel
-        from pipeline import local_workers  # pylint: disable=import-outside-toplevel
+        from pipeline import beam_fixes, local_workers  # pylint: disable=import-outside-toplevel
         from transforms.beam_build import BuildPretrainingData, preload_tokenizer  # pylint: disable=import-outside-toplevel
         from transforms.tokenizer_factory import load_tokenizer  # pylint: disable=import-outside-toplevel
         from pipeline.manifest import read_manifest  # pylint: disable=import-outside-toplevel
@@ -593,6 +593,9 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     given = PipelineOptions(beam_args)
     runner_name = given.view_as(StandardOptions).runner or "DirectRunner"
     runner = local_runner(runner_name)  # for DaskRunner this also registers Beam's --dask_* options
+    # Before an FnApiRunner of this process (the DirectRunner, the embedded job server) opens its data plane:
+    # Beam's time-based flush loses records under load (docs/portable_runner_record_loss.md).
+    beam_fixes.flush_data_plane_by_size_only()
     all_options = given.get_all_options(drop_default=True)
     check_remote_paths(args, runner_name)
     check_remote_support(args, runner_name, flaglib.parse_bool(all_options.get("dry_run", False), "dry_run"))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from typing import Callable, Dict, Iterator, Optional, Set
 
-from pipeline import worker_client
+from pipeline import beam_fixes, worker_client
 from pipeline.worker_client import SOCKET_ENV
 
 _SHUTDOWN_GRACE_S = 10.0  # a worker still running when the launcher is done gets this long, then SIGKILL
@@ -83,26 +83,9 @@ def worker_processes() -> Iterator[Optional["ForkServer"]]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-# How long a local worker's gRPC channels to the launcher wait for a ping's answer. gRPC's default (60 s for
-# the pings it sends to measure bandwidth) closed every stream of a 2-worker build whose launcher got no CPU
-# for 90 s, as happens at a load average of ~100 ("Stream removed (ping timeout)", then "Channel closed
-# prematurely" and a failed job). The launcher is this machine's parent process: if it dies, its sockets close
-# and the channels fail at once, so a long wait only ever covers a launcher that is alive but starved.
-LOCAL_PING_TIMEOUT_MS = 3_600_000
-
-
-def tolerate_starved_launcher() -> None:
-    """Sets the ping and keepalive timeouts of the channels Beam's SDK harness opens in this process (Beam's
-    GRPCChannelFactory options) to LOCAL_PING_TIMEOUT_MS; for local workers only."""
-    from apache_beam.runners.worker.channel_factory import GRPCChannelFactory  # pylint: disable=import-outside-toplevel
-    longer = {"grpc.http2.ping_timeout_ms": LOCAL_PING_TIMEOUT_MS, "grpc.keepalive_timeout_ms": LOCAL_PING_TIMEOUT_MS}
-    kept = [(name, value) for name, value in GRPCChannelFactory.DEFAULT_OPTIONS if name not in longer]
-    GRPCChannelFactory.DEFAULT_OPTIONS = kept + sorted(longer.items())
-
-
 def run_sdk_worker() -> None:
     """Beam's SDK harness in this process, configured from the environment as by Beam's own worker command,
-    its channels patient with a launcher starved of CPU (tolerate_starved_launcher)."""
+    its channels patient with a launcher starved of CPU (beam_fixes.tolerate_starved_launcher)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -110,7 +93,7 @@ def run_sdk_worker() -> None:
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.limit_thread_pools()
     runtime_env.tune_malloc()
-    tolerate_starved_launcher()
+    beam_fixes.tolerate_starved_launcher()
     from apache_beam.runners.worker import sdk_worker_main  # pylint: disable=import-outside-toplevel
     sdk_worker_main.main(sys.argv)
 

@@ -261,3 +261,27 @@ def test_stall_problem_reads_the_scheduler_worker_table():
     assert stall_problem(running) is None
     paused = {"tcp://a": {"status": "paused", "memory_limit": 2 ** 30, "metrics": {"memory": 2 ** 29 * 1.7}}}
     assert stall_problem(paused) == "all 1 Dask workers are paused for lack of memory (tcp://a at 85% of 1.0 GiB)"
+
+
+def test_embedded_job_server_flushes_its_data_plane_by_size_only(tmp_path, corpus, references, worker_pool,
+                                                                 monkeypatch):
+    """Beam's time-based data-plane flush wipes writes that race with it (records lost under load,
+    docs/portable_runner_record_loss.md): a build's job server must open no such stream, on the runner path too."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.runners.worker import data_plane
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
+    opened = []
+    original = data_plane.TimeBasedBufferingClosableOutputStream.__init__
+
+    def counted(self, *args, **kwargs):
+        opened.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(data_plane.TimeBasedBufferingClosableOutputStream, "__init__", counted)
+    path, vocab = corpus
+    out = tmp_path / "portable"
+    build.run_all(_argv(path, vocab, out, *LENGTHS["multi"], "--runner=PortableRunner", "--job_endpoint=embed",
+                        "--environment_type=EXTERNAL", f"--environment_config=localhost:{worker_pool}",
+                        "--allow_local_paths", "--shuffle=runner"))
+    assert opened == []
+    assert _shards(out) == references["multi"][1]

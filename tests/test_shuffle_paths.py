@@ -239,3 +239,28 @@ def test_gs_paths_and_dataflow_without_the_google_cloud_libraries_fail_naming_th
         assert not (tmp_path / "out").exists()
     assert fileio.remote_support_problem(str(demo_corpus)) == ""
     build.check_remote_support(build.parse_args(_argv(demo_corpus, demo_vocab, tmp_path / "out"))[0], "DirectRunner")
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_shards_no_record_reaches_are_written_empty_on_both_paths(tmp_path, demo_vocab, compression):
+    """Eight documents of two sentences and 40 shards: most shards get no record and are written empty (by the
+    manifest step), with the same bytes on both paths; one sentence and no other document: every shard empty."""
+    from transforms.tfrecord_io import read_records_from_path
+    few = tmp_path / "few.txt"
+    few.write_text("".join(f"Document {d} says one thing.\nThen it says another.\n\n" for d in range(8)))
+    single = tmp_path / "single.txt"
+    single.write_text("The only sentence of the only document.\n")
+    for corpus, shards in ((few, 40), (single, 3)):
+        outs = {}
+        for shuffle in ("local_files", "runner"):
+            out = tmp_path / f"{corpus.stem}_{shuffle}_{compression}"
+            m = build.run([f"--input_file={corpus}", f"--vocab_file={demo_vocab}", f"--output_dir={out}",
+                           "--dupe_factor=1", f"--num_shards={shards}", f"--shuffle={shuffle}",
+                           f"--compression={compression}"])
+            assert [s["path"].split("-")[1] for s in m["shards"]] == [f"{i:05d}" for i in range(shards)]
+            counts = [len(list(read_records_from_path(str(out / s["path"]), m["compression"]))) for s in m["shards"]]
+            assert counts == [s["num_instances"] for s in m["shards"]]
+            assert sum(counts) == m["counts"]["train"]["num_instances"]
+            assert counts.count(0) >= (shards - 16 if corpus is few else shards)
+            outs[shuffle] = {p.name: p.read_bytes() for p in sorted(out.glob("train-*"))}
+        assert outs["local_files"] == outs["runner"] and len(outs["runner"]) == shards

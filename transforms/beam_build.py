@@ -360,36 +360,43 @@ class _WriteShardFn(beam.DoFn):
 
     def _write(self, element) -> Tuple[int, Tuple[str, Dict[str, Any]]]:
         (index, shard), payloads = element
-        plan = self._plans[index]
-        payloads = [p for p in payloads if p is not None]
-        expected = sum(p[-1] for p in payloads)
-        if self._shuffle == "local_files":
-            chunks = spill.merge_segments_framed(fileio.open_read, payloads)  # it orders the segments itself
-        else:
-            chunks = spill.sort_blobs_framed(payloads)
-        path = fileio.join(plan.output_dir, plan.shard_name(shard))
-        stream, tmp = fileio.create_temp_for(path)
-        counting = _CountingStream(stream)
-        writer = TFRecordWriter(counting, plan.compression)
-        writer.write_framed(chunks)
-        writer.close()
-        if writer.count != expected:
-            fileio.delete([tmp])
-            raise RuntimeError(f"{path}: wrote {writer.count} records, the shuffle held {expected}")
-        fileio.commit_temp(tmp, path)
-        self._written.inc(writer.count)
-        return index, ("shard", {"shard": shard, "path": plan.shard_name(shard), "num_instances": writer.count,
-                                 "bytes": counting.bytes})
+        result = _write_shard(self._plans[index], shard, payloads, self._shuffle)
+        self._written.inc(result["num_instances"])
+        return index, ("shard", result)
+
+
+def _write_shard(plan: BuildPlan, shard: int, payloads: Iterable[Any], shuffle: str) -> Dict[str, Any]:
+    """Writes one shard from its slices (none for a shard no record reached), in (key, bytes) order: one temp
+    file + rename; returns its manifest entry."""
+    payloads = [p for p in payloads if p is not None]
+    expected = sum(p[-1] for p in payloads)
+    if shuffle == "local_files":
+        chunks = spill.merge_segments_framed(fileio.open_read, payloads)  # it orders the segments itself
+    else:
+        chunks = spill.sort_blobs_framed(payloads)
+    path = fileio.join(plan.output_dir, plan.shard_name(shard))
+    stream, tmp = fileio.create_temp_for(path)
+    counting = _CountingStream(stream)
+    writer = TFRecordWriter(counting, plan.compression)
+    writer.write_framed(chunks)
+    writer.close()
+    if writer.count != expected:
+        fileio.delete([tmp])
+        raise RuntimeError(f"{path}: wrote {writer.count} records, the shuffle held {expected}")
+    fileio.commit_temp(tmp, path)
+    return {"shard": shard, "path": plan.shard_name(shard), "num_instances": writer.count, "bytes": counting.bytes}
 
 
 class _WriteManifestFn(beam.DoFn):
     """Writes a plan's manifest.json (atomically) and _SUCCESS, once its shards are all written; first removes
     the plan's temporary folder and stray temp files of failed attempts (one listing, one batched delete)."""
 
-    def __init__(self, plans: Sequence[BuildPlan], manifest_bases: Sequence[Dict[str, Any]], started_at: float):
+    def __init__(self, plans: Sequence[BuildPlan], manifest_bases: Sequence[Dict[str, Any]], started_at: float,
+                 shuffle: str):
         self._plans = tuple(plans)
         self._bases = tuple(manifest_bases)
         self._started_at = started_at
+        self._shuffle = shuffle
 
     def process(self, element):
         from pipeline.manifest import make_manifest  # pylint: disable=import-outside-toplevel
@@ -402,8 +409,16 @@ class _WriteManifestFn(beam.DoFn):
                 counts = _sum_counts([counts, value])
             else:
                 shards.append(value)
-        if sorted(s["shard"] for s in shards) != list(range(plan.cfg.num_shards)):
-            raise RuntimeError(f"{plan.output_dir}: {len(shards)} shard results for {plan.cfg.num_shards} shards")
+        written = sorted(s["shard"] for s in shards)
+        if len(set(written)) != len(written) or not set(written) <= set(range(plan.cfg.num_shards)):
+            raise RuntimeError(f"{plan.output_dir}: shard results {written} for {plan.cfg.num_shards} shards")
+        # A shard no record reached is written here, empty: no shard waits for a placeholder element (a Flatten of
+        # the slices with one would hold all records in a runner that materialises Flattens, see
+        # docs/portable_runner_record_loss.md). A lost slice still fails below: the shards' instances are checked
+        # against the instances built (make_manifest).
+        shards += [_write_shard(plan, shard, [], self._shuffle)
+                   for shard in sorted(set(range(plan.cfg.num_shards)) - set(written))]
+        shards.sort(key=lambda s: s["shard"])
         fileio.delete_tree(plan.tmp_dir)
         fileio.delete_stray_temps(plan.output_dir)
         manifest = make_manifest(self._bases[index], counts, shards, time.time() - self._started_at)
@@ -447,16 +462,13 @@ class BuildPretrainingData(beam.PTransform):
                      | "ReadBuckets" >> beam.ParDo(_ReadBucketsFn(plans, self._topic))
                      | "DistributeBuckets" >> _Redistribute(lambda e: (e[1] or 0) >> 33)
                      | "BuildSlices" >> beam.ParDo(_BuildSlicesFn(plans, self._topic)))
-        # Every shard gets a None, so a shard no record reaches is still written; expanded on a worker so the
-        # job graph holds one element per plan, not one per shard.
-        every_shard = (ranges.pipeline
-                       | "ShardCounts" >> beam.Create([(index, plan.cfg.num_shards) for index, plan in enumerate(plans)])
-                       | "EveryShard" >> beam.FlatMap(lambda e: [((e[0], shard), None) for shard in range(e[1])]))
-        slices = (built
+        # The slices go straight into their GroupByKey, with no Flatten: the PortableRunner's embedded job server
+        # materialises every multi-input Flatten and re-sends it in ~10 MB chunks through a data-plane stream
+        # whose time-based flush can wipe writes (docs/portable_runner_record_loss.md). Shards no record reached
+        # are written by the manifest step.
+        shards = (built
                   | "Slices" >> beam.Filter(_is_kind("slice"))
-                  | "KeySlices" >> beam.Map(lambda e: (e[1], e[2])))
-        shards = ((slices, every_shard)
-                  | "AllShards" >> beam.Flatten()
+                  | "KeySlices" >> beam.Map(lambda e: (e[1], e[2]))
                   | "GroupByShard" >> beam.GroupByKey()
                   | "WriteShards" >> beam.ParDo(_WriteShardFn(plans, self._shuffle, self._topic)))
         counts = (built
@@ -468,4 +480,4 @@ class BuildPretrainingData(beam.PTransform):
         return ((shards, counts, no_counts)
                 | "PerPlan" >> beam.Flatten()
                 | "GroupByPlan" >> beam.GroupByKey()
-                | "WriteManifests" >> beam.ParDo(_WriteManifestFn(plans, self._bases, self._started_at)))
+                | "WriteManifests" >> beam.ParDo(_WriteManifestFn(plans, self._bases, self._started_at, self._shuffle)))
