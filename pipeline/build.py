@@ -593,6 +593,11 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     given = PipelineOptions(beam_args)
     runner_name = given.view_as(StandardOptions).runner or "DirectRunner"
     runner = local_runner(runner_name)  # for DaskRunner this also registers Beam's --dask_* options
+    # An argument neither this command nor any registered PipelineOptions knows (a misspelled flag) is an
+    # error, not Beam's "Discarding unparseable args" warning and a build with the default value.
+    unknown = flaglib.beam_unknown_args_message(beam_args, build_parser())
+    if unknown:
+        raise FlagError(unknown)
     # Before an FnApiRunner of this process (the DirectRunner, the embedded job server) opens its data plane:
     # Beam's time-based flush loses records under load (docs/portable_runner_record_loss.md).
     beam_fixes.flush_data_plane_by_size_only()

@@ -1,11 +1,11 @@
 """`bertbeam inspect DIR`: the manifest's summary and the first instances decoded back to tokens."""
-import argparse
 import itertools
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import flags as flaglib
 from pipeline.manifest import read_manifest
 from transforms import fileio
 from transforms.example_codec import decode_example
@@ -108,7 +108,7 @@ def format_instance(index: int, features: Dict[str, np.ndarray], tokens: Optiona
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="bertbeam inspect", description=__doc__)
+    parser = flaglib.ArgumentParser(prog="bertbeam inspect", description=__doc__)
     parser.add_argument("output_dir", help="A folder written by `bertbeam build` (local or gs://).")
     parser.add_argument("--num_instances", type=int, default=5, help="How many instances to decode.")
     parser.add_argument("--vocab_file", default=None, help="Vocabulary to decode with (default: the manifest's).")

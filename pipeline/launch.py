@@ -610,10 +610,10 @@ def _split_passthrough(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
 
 
 def _tpu_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bertbeam launch tpu",
-                                description="Create or reuse a TPU VM / pod slice, install bertbeam on every "
-                                            "worker and start `bertbeam train` on all hosts. Flags after `--` "
-                                            "go to `bertbeam train`.")
+    p = flaglib.ArgumentParser(prog="bertbeam launch tpu",
+                               description="Create or reuse a TPU VM / pod slice, install bertbeam on every "
+                                           "worker and start `bertbeam train` on all hosts. Flags after `--` "
+                                           "go to `bertbeam train`.")
     p.add_argument("--name", required=True, help="TPU name")
     p.add_argument("--zone", required=True)
     p.add_argument("--accelerator_type", required=True, help="v3-8, v3-256, v4-32, v5litepod-16, ...")
@@ -632,9 +632,9 @@ def _tpu_parser() -> argparse.ArgumentParser:
 
 
 def _dataflow_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bertbeam launch dataflow",
-                                description="Run `bertbeam build` on Dataflow with setup.py staging. Flags "
-                                            "after `--` go to `bertbeam build` (--input_file, --output_dir, ...).")
+    p = flaglib.ArgumentParser(prog="bertbeam launch dataflow",
+                               description="Run `bertbeam build` on Dataflow with setup.py staging. Flags "
+                                           "after `--` go to `bertbeam build` (--input_file, --output_dir, ...).")
     p.add_argument("--project", help="GCP project (required unless --dry_run)")
     p.add_argument("--region", help="Dataflow region (required unless --dry_run)")
     p.add_argument("--temp_location", help="gs://BUCKET/tmp (required unless --dry_run)")

@@ -383,7 +383,8 @@ def plan_as_dict(plan: PlanReport) -> Dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel
+    p = ArgumentParser(
         prog="bertbeam plan",
         description="Per phase and in total: training examples, epochs over the corpus of that sequence "
                     "length, the smallest sufficient dupe_factor, and wall time.")

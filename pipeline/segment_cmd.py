@@ -7,7 +7,8 @@ from typing import Iterable, List, Optional, Sequence, TextIO
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bertbeam segment", description=__doc__)
+    from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel
+    p = ArgumentParser(prog="bertbeam segment", description=__doc__)
     p.add_argument("--lang", default="nb", help="segmentation rules: no/nb, nn, da, sv, en, bo (Tibetan); others: generic")
     p.add_argument("--input_file", default="-", help="paragraphs, one a line ('-' = stdin)")
     p.add_argument("--output_file", default="-", help="sentences, one a line ('-' = stdout)")

@@ -146,7 +146,10 @@ def parse_argv(argv: Sequence[str]) -> Dict[str, Any]:
             out[name[2:]] = False
             continue
         if name not in fields:
-            raise ConfigError(f"unknown flag --{name}\n\n{usage()}")
+            import difflib  # pylint: disable=import-outside-toplevel
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown flag --{name}{hint}\n\n{usage()}")
         if _field_type(name) is bool and not has_value:
             # `--flag` alone means True, unless the next token is an explicit boolean value.
             if i < len(args) and args[i].strip().lower() in _BOOL_TRUE | _BOOL_FALSE:

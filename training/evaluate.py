@@ -1,5 +1,4 @@
 """Held-out evaluation (`bertbeam evaluate`): google-research/bert's --do_eval metrics on a built dataset."""
-import argparse
 import json
 import logging
 import os
@@ -204,7 +203,8 @@ def format_summary(metrics: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="bertbeam evaluate", description=__doc__)
+    from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel  (plain argparse, no Beam)
+    parser = ArgumentParser(prog="bertbeam evaluate", description=__doc__)
     parser.add_argument("--checkpoint", required=True,
                         help="a run folder (latest step), its checkpoints/STEP, a TF bert_model.ckpt with its "
                              "bert_config.json/albert_config.json alongside, or a Hugging Face folder "

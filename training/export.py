@@ -1,6 +1,5 @@
 """`bertbeam export`: a bertbeam run's weights -> Google TF1 checkpoint (bert_model.ckpt + bert_config.json), or
 with --format hf a Hugging Face folder (training/hf_export.py)."""
-import argparse
 import json
 import sys
 from typing import Optional, Sequence
@@ -38,8 +37,8 @@ def _run_dir_of(checkpoint: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipeline.flags import add_bool  # pylint: disable=import-outside-toplevel  (plain argparse, no Beam)
-    parser = argparse.ArgumentParser(prog="bertbeam export", description=__doc__)
+    from pipeline.flags import ArgumentParser, add_bool  # pylint: disable=import-outside-toplevel  (no Beam)
+    parser = ArgumentParser(prog="bertbeam export", description=__doc__)
     parser.add_argument("--checkpoint", required=True,
                         help="a run folder (OUTPUT_DIR/RUN_PREFIX: latest step), its checkpoints/ or checkpoints/STEP"
                              " (hf: also a TF1 bert_model.ckpt)")

@@ -54,7 +54,8 @@ def absl_bools(argv: Sequence[str], names: Sequence[str]) -> List[str]:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bertbeam vocab", usage=USAGE, allow_abbrev=False)
+    from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel  (plain argparse)
+    p = ArgumentParser(prog="bertbeam vocab", usage=USAGE, allow_abbrev=False)
     p.add_argument("--input_file", required=True, help="comma-separated files/globs, local or gs://, .gz ok")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--vocab_size", type=int, required=True,
@@ -103,7 +104,8 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _report_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
+    from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel  (plain argparse)
+    p = ArgumentParser(prog=prog, allow_abbrev=False)
     p.add_argument("--vocab_file", required=True)
     p.add_argument("--heldout_file", required=True)
     p.add_argument("--compare_vocab", default=None)
@@ -308,16 +310,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           (args.compare_do_lower_case, args.compare_strip_accents), args.json_output)
             return 0
         if argv and argv[0] == "validate":
-            p = argparse.ArgumentParser(prog="bertbeam vocab validate", allow_abbrev=False)
+            from pipeline.flags import ArgumentParser  # pylint: disable=import-outside-toplevel
+            p = ArgumentParser(prog="bertbeam vocab validate", allow_abbrev=False)
             p.add_argument("--vocab_file", required=True, help="comma-separated vocab.txt / .model paths")
             return run_validate(p.parse_args(argv[1:]).vocab_file)
         if argv and argv[0] == "train":
             argv = argv[1:]
-        args, pipeline_args = _train_parser().parse_known_args(absl_bools(argv, _TRAIN_BOOL_FLAGS))
-        if pipeline_args and not args.sample_sentences:
-            # Without a sampling job nothing consumes Beam options, so these can only be typos.
-            print(f"bertbeam vocab: unknown flag(s) {' '.join(pipeline_args)}\n{USAGE}", file=sys.stderr)
-            return 2
+        parser = _train_parser()
+        args, pipeline_args = parser.parse_known_args(absl_bools(argv, _TRAIN_BOOL_FLAGS))
+        if pipeline_args:
+            from pipeline import flags as flaglib  # pylint: disable=import-outside-toplevel
+            # Without a sampling job nothing consumes Beam options, so these can only be typos; with one,
+            # what neither this command nor Beam's PipelineOptions knows is (Beam would only log it).
+            if args.sample_sentences:
+                unknown = flaglib.beam_unknown_args_message(pipeline_args, parser)
+            else:
+                unknown = flaglib.unknown_args_message(pipeline_args, flaglib.option_strings(parser))
+                unknown = unknown and f"{unknown} (Beam pipeline options apply only with --sample_sentences)"
+            if unknown:
+                print(f"{USAGE}\nbertbeam vocab: error: {unknown}", file=sys.stderr)
+                return 2
         run_train(args, pipeline_args)
         return 0
     except VocabError as e:
