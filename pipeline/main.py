@@ -15,6 +15,9 @@ SUBCOMMANDS = {
     "plan": ("pipeline.plan", "main", "epoch / dupe_factor / wall-time arithmetic for a phase schedule"),
     "launch": ("pipeline.launch", "main", "launch training on TPU VMs (gcloud), with --dry_run"),
 }
+# Subcommands that need the `train` extra (setup.py TRAIN_REQUIRES), and the top-level modules it provides.
+TRAIN_SUBCOMMANDS = ("train", "evaluate", "export")
+_TRAIN_MODULES = ("tensorflow", "jax", "jaxlib", "flax", "optax", "orbax", "tensorboardX")
 
 
 def _usage() -> str:
@@ -44,7 +47,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from pipeline import runtime_env  # pylint: disable=import-outside-toplevel
     runtime_env.install_log_filters()  # before any subcommand imports Beam (its import-time warnings)
-    result = _resolve(name)(rest)
+    try:
+        result = _resolve(name)(rest)
+    except ModuleNotFoundError as e:
+        if name not in TRAIN_SUBCOMMANDS or (e.name or "").split(".")[0] not in _TRAIN_MODULES:
+            raise
+        # The default install (`pip install -e .`, `./run_local.sh`) has the pipeline only.
+        print(f"bertbeam {name}: error: needs the `train` extra ({e.name} is not installed): "
+              f"pip install -e '.[train]' in the checkout (or pip install 'bertbeam[train]'); "
+              f"`./run_local.sh {name} ...` installs it itself", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
