@@ -20,6 +20,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max_seq_length", type=int, default=128, help="Sequence length of the dataset.")
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline import flags as flaglib  # pylint: disable=import-outside-toplevel
+    unknown = flaglib.beam_unknown_args_message(beam_args, parser)  # the rest goes to the build's Beam options
+    if unknown:
+        parser.error(unknown)  # before the vocabulary is trained, not a traceback from the build after it
 
     from pipeline import build, inspect_data  # pylint: disable=import-outside-toplevel
     from pipeline.demo_corpus import demo_documents, write_bert_format  # pylint: disable=import-outside-toplevel

@@ -118,3 +118,13 @@ def test_train_names_the_closest_flag(monkeypatch, capsys):
     code, err = _run(["train", "--pretrain_dta=x"], capsys)
     assert code == 2
     assert "unknown flag --pretrain_dta (did you mean --pretrain_data?)" in err
+
+
+def test_demo_rejects_a_misspelled_flag_before_any_work(tmp_path, capsys):
+    """`./run_local.sh demo --dupe_factr 3`: the demo's other flags go to the build's Beam options."""
+    from pipeline import demo
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--output_dir", str(tmp_path / "demo"), "--dupe_factr", "3"])
+    assert e.value.code == 2
+    assert "unknown flag --dupe_factr (did you mean --dupe_factor?)" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
