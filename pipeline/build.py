@@ -784,7 +784,8 @@ def _problems(manifest: Dict[str, Any]) -> str:
     notes = []
     damaged = manifest.get("input", {}).get("damaged_files")
     if damaged:
-        notes.append(f"WARNING: damaged input files (documents after the damage were dropped): {damaged}")
+        notes.append(f"WARNING: damaged input files (every document with text past the last member that passed "
+                     f"its CRC check was dropped): {damaged}")
     reconciliation = manifest.get("reconciliation", {})
     from pipeline.manifest import loss_warning  # pylint: disable=import-outside-toplevel
     unbalanced = [p for p in reconciliation.get("problems", []) if p != loss_warning(manifest)]

@@ -83,6 +83,8 @@ def make_manifest(base: Dict[str, Any], counts: Dict[str, int], shards: List[Dic
                   "empty_files": counts.get("files_empty", 0), "lines_read": counts.get("lines_read", 0),
                   "lines_dropped": lines_dropped, "lines_too_long": counts.get("lines_too_long", 0),
                   "lines_invalid_utf8": counts.get("lines_invalid_utf8", 0),
+                  # of them, lines of documents the reader dropped (a damaged gzip's, ...): never used
+                  "lines_invalid_utf8_dropped": counts.get("lines_invalid_utf8_dropped", 0),
                   "bom_removed": counts.get("bom_removed", 0), "damaged_files": _damaged_files(counts)},
         "pairing_stats": {"random_next_unavailable": counts.get("random_next_unavailable", 0),
                           "chunks_dropped_no_pair": counts.get("chunks_dropped_no_pair", 0),

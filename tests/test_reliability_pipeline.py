@@ -136,6 +136,8 @@ def test_damaged_gzip_adds_no_byte_beyond_its_verified_members(tmp_path):
     # Every document of the damaged member the reader could still decode is read and dropped; the manifest
     # reconciles. Decoding stops where deflate fails, so at most all of the member's documents are counted.
     assert 0 < got["documents"]["dropped"]["gzip_damaged"] <= after + 1
+    # Decoded garbage is read, counted and dropped: every invalid-UTF-8 line was in a dropped document.
+    assert got["input"]["lines_invalid_utf8"] == got["input"]["lines_invalid_utf8_dropped"]
     assert reconcile(got) is None and got["reconciliation"]["ok"]
 
 

@@ -61,6 +61,7 @@ class RawDocument:
     lines: List[str]  # non-blank lines, decoded and stripped of line ends
     source: str  # "path:line N" or "path@byte N" for messages
     doc_id: Optional[str] = None  # from --id_field for jsonl
+    invalid_utf8_lines: int = 0  # of its lines, those with bytes that are not UTF-8
 
 
 @dataclasses.dataclass
@@ -69,6 +70,7 @@ class ReadStats:
 
     lines: int = 0  # non-blank lines in documents owned by the range (dropped ones included)
     invalid_utf8_lines: int = 0  # lines with bytes that are not UTF-8 (replaced by U+FFFD)
+    invalid_utf8_lines_dropped: int = 0  # of them, lines of documents the reader dropped (never used)
     bom_removed: int = 0
     files: int = 0  # ranges that start a file
     empty_files: int = 0  # files with no bytes at all (after decompression)
@@ -80,11 +82,13 @@ class ReadStats:
     def drop(self, reason: str, doc: "RawDocument") -> None:
         self.documents_dropped[reason] += 1
         self.lines_dropped[reason] += len(doc.lines)
+        self.invalid_utf8_lines_dropped += doc.invalid_utf8_lines
 
     def as_counts(self) -> Dict[str, int]:
         """Counters in the pipeline's flat form; documents the reader dropped count as read and dropped."""
         counts: Dict[str, int] = collections.Counter({
             "lines_read": self.lines, "lines_invalid_utf8": self.invalid_utf8_lines,
+            "lines_invalid_utf8_dropped": self.invalid_utf8_lines_dropped,
             "bom_removed": self.bom_removed, "files_read": self.files, "files_empty": self.empty_files,
             "lines_too_long": self.lines_too_long, "ranges_read": 1})
         for reason, n in self.documents_dropped.items():
@@ -507,7 +511,9 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
             if offset == 0 and raw.startswith(UTF8_BOM):
                 raw = raw[len(UTF8_BOM):]
                 stats.bom_removed += 1
+            invalid_before = stats.invalid_utf8_lines
             part = decode_line(raw, stats)
+            invalid = stats.invalid_utf8_lines - invalid_before
             if is_blank(part):
                 if current is not None:
                     done = close(current, current_too_long, end)  # its closing blank line verified too
@@ -524,8 +530,8 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
                 if offset >= rng.end:
                     return
                 stats.lines += 1
-                done = close(RawDocument(key=f"{rng.file.key}@{offset}", lines=[part.strip()], source=where),
-                             False, end)
+                done = close(RawDocument(key=f"{rng.file.key}@{offset}", lines=[part.strip()], source=where,
+                                         invalid_utf8_lines=invalid), False, end)
                 if done is not None:
                     yield done
                 continue
@@ -535,6 +541,7 @@ def iter_documents(rng: InputRange, opener: Callable[[str], BinaryIO], input_for
                 current = RawDocument(key=f"{rng.file.key}@{offset}", lines=[], source=where)
             stats.lines += 1
             current.lines.append(part.strip())
+            current.invalid_utf8_lines += invalid
     except DamagedInput as e:
         if rng.file.key not in stats.damaged_files:  # damage the verification pass did not see (file changed?)
             stats.damaged_files[rng.file.key] = e.reason
