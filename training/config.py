@@ -2,7 +2,7 @@
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 @dataclasses.dataclass
@@ -25,7 +25,7 @@ class TrainConfig:
     steps_per_loop: int = 100  # steps between metric logs (and the checkpoint unit)
     optimizer_type: str = "lamb"  # lamb | adamw
     init_checkpoint: str = ""  # TF1 BERT/ALBERT checkpoint prefix, or an earlier bertbeam run/checkpoint
-    load_mlm_nsp_weights: bool = False  # also load the MLM/NSP(SOP) head weights from init_checkpoint
+    load_mlm_nsp_weights: Optional[bool] = None  # heads from init_checkpoint: unset = when it has them; False = random
     expect_partial: bool = False  # init_checkpoint: load model weights only (not the optimizer state)
     init_weights: bool = False  # random initialisation; never load a pretrained checkpoint
     start_step: int = -1  # global step a new run starts at (-1: an earlier bertbeam run's own step, else 0)
@@ -70,7 +70,14 @@ def _fields() -> Dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+# Booleans whose default is None ("not given"): --load_mlm_nsp_weights unset restores the heads when the
+# checkpoint has them (as run_pretraining.py), True requires them, False starts them from random.
+OPTIONAL_BOOLS = ("load_mlm_nsp_weights",)
+
+
 def _field_type(name: str) -> type:
+    if name in OPTIONAL_BOOLS:
+        return bool
     default = _fields()[name].default
     return type(default)
 

@@ -422,7 +422,7 @@ def read_hf_folder(folder: str, names_and_shapes: Dict[str, Tuple[int, ...]], al
 
 def load_into(params: Dict[str, Any], folder: str, load_heads: bool, albert: bool) -> Tuple[Dict[str, Any], str]:
     """--init_checkpoint HF_FOLDER: the folder's weights copied into `params` (same rules as a TF checkpoint:
-    encoder complete, heads only with --load_mlm_nsp_weights); returns (params, description)."""
+    encoder complete, heads as --load_mlm_nsp_weights says); returns (params, description)."""
     from training import tf_checkpoint  # pylint: disable=import-outside-toplevel
     shapes = {n: tuple(np.shape(v)) for n, v in tf_checkpoint.flatten(params).items()}
     found, report = read_hf_folder(folder, shapes, albert)

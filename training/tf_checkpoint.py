@@ -86,20 +86,22 @@ def read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
     return {n: np.asarray(reader.get_tensor(n)) for n in model_names}
 
 
-def load_into_params(params: Dict[str, Any], tf_vars: Dict[str, np.ndarray], load_heads: bool,
+def load_into_params(params: Dict[str, Any], tf_vars: Dict[str, np.ndarray], load_heads: Optional[bool],
                      source: str = "checkpoint") -> Tuple[Dict[str, Any], Dict[str, List[str]]]:
     """Copies TF variables into a Flax param tree of the same names.
 
-    The encoder (`bert/...`) must be complete with matching shapes. Heads (`cls/...`) are loaded only with
-    load_heads, and then must be present: a checkpoint without MLM/NSP heads (official TF2 exports often
-    lack them) is an error rather than a silent random start. Returns (params, report).
+    The encoder (`bert/...`) must be complete with matching shapes. Heads (`cls/...`), by load_heads
+    (--load_mlm_nsp_weights): None (flag not given) loads every head variable the checkpoint has, as
+    run_pretraining.py restores every matching variable, and says at WARNING level which start from random
+    (an encoder-only checkpoint, e.g. a TF2 export); True requires them (a missing head is an error, not a
+    silent random start); False starts them from random. Returns (params, report).
     """
     flat = flatten(params)
     missing, mismatched, loaded, random_heads = [], [], [], []
     new_flat: Dict[str, Any] = {}
     for name, value in flat.items():
         is_head = name.startswith(HEAD_PREFIX)
-        if is_head and not load_heads:
+        if is_head and (load_heads is False or (load_heads is None and name not in tf_vars)):
             new_flat[name] = value
             random_heads.append(name)
             continue
@@ -129,8 +131,13 @@ def load_into_params(params: Dict[str, Any], tf_vars: Dict[str, np.ndarray], loa
     unused = sorted(set(tf_vars) - set(flat))
     if unused:
         logging.info("%s: %d checkpoint variables not used by this model (e.g. %s)", source, len(unused), unused[:3])
-    if random_heads:
-        logging.info("%s: heads start from random (no --load_mlm_nsp_weights): %s", source, random_heads)
+    if random_heads and load_heads is False:
+        logging.info("%s: heads start from random (--load_mlm_nsp_weights=False): %s", source, random_heads)
+    elif random_heads:
+        logging.warning("%s: the checkpoint has no MLM/NSP head variable %s (an encoder-only checkpoint?): "
+                        "%s start from random", source, ", ".join(random_heads[:8]),
+                        "these heads" if len(random_heads) < len([n for n in flat if n.startswith(HEAD_PREFIX)])
+                        else "the heads")
     return unflatten(new_flat), {"loaded": loaded, "random_heads": random_heads, "unused": unused}
 
 

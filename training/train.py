@@ -201,12 +201,14 @@ def _initial_weights(setup: Setup, rng: jax.Array) -> Tuple[Any, Optional[Any], 
         raise config_lib.ConfigError(f"--init_checkpoint {source}: neither a TF checkpoint (no .index) nor a "
                                      "bertbeam run/checkpoint folder")
     want_opt = not cfg.expect_partial
-    if want_opt and not cfg.load_mlm_nsp_weights:
-        raise config_lib.ConfigError("--init_checkpoint without --load_mlm_nsp_weights starts the heads from "
+    if want_opt and cfg.load_mlm_nsp_weights is False:
+        raise config_lib.ConfigError("--init_checkpoint with --load_mlm_nsp_weights=False starts the heads from "
                                      "random, so the optimizer state cannot be reused: add --expect_partial")
     src_params, src_opt, meta = checkpoints.restore_init(source, with_opt_state=want_opt)
     flat = {n: v for n, v in tf_checkpoint.flatten(src_params).items()}
-    params, _ = tf_checkpoint.load_into_params(params, flat, cfg.load_mlm_nsp_weights, source)
+    # With its optimizer state the checkpoint's heads are required (the state holds their moments).
+    load_heads = True if want_opt and cfg.load_mlm_nsp_weights is None else cfg.load_mlm_nsp_weights
+    params, _ = tf_checkpoint.load_into_params(params, flat, load_heads, source)
     step = int(meta.get("step", 0))
     return params, src_opt, step, f"bertbeam checkpoint {source} at step {step}" + \
         (" (weights only, --expect_partial)" if not want_opt else "")

@@ -1,0 +1,106 @@
+"""Phases and exactness of the trainer: phase 2 keeps phase 1's MLM/NSP heads (README's continuation flags),
+gradient accumulation equals the whole batch, a run without weights starts from random, --eval_batch_size."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from test_training import PREDS, SEQ, TINY, compilation_cache, needs_shared, write_dataset  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from test_training import CORPUS, VOCAB
+    if not (CORPUS.exists() and VOCAB.exists()):
+        pytest.skip("../shared data absent")
+    return write_dataset(tmp_path_factory.mktemp("phases") / "static")
+
+
+def _flags(data, out, **extra):
+    cfg_file = out.parent / "tiny_bert_config.json"
+    cfg_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text(json.dumps(TINY))
+    flags = {"pretrain_data": data, "bert_config_file": cfg_file, "output_dir": out, "train_batch_size": 8,
+             "max_seq_length": SEQ, "max_predictions_per_seq": PREDS, "num_steps_per_epoch": 3,
+             "steps_per_loop": 1, "learning_rate": 1e-3, "end_lr": 0.0, "warmup_steps": 0,
+             "shuffle_buffer": 16, "run_prefix": "t"}
+    flags.update(extra)
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def _heads(params):
+    import jax
+    from training import tf_checkpoint
+    flat = tf_checkpoint.flatten(jax.device_get(params))
+    return {n: np.asarray(v) for n, v in flat.items() if n.startswith(tf_checkpoint.HEAD_PREFIX)}
+
+
+def _step0(argv):
+    """The parameters a run built from these flags starts from (what the first step updates)."""
+    import jax
+    from training import config as config_lib, train
+    setup = train.build_setup(config_lib.build_config(argv))
+    params, _, step, origin = train._initial_params(setup, jax.random.PRNGKey(setup.cfg.seed))
+    return params, step, origin
+
+
+@needs_shared
+def test_phase2_starts_from_phase1_heads(dataset, tmp_path, caplog):
+    """README's phase-2 recipe `--init_checkpoint=RUN --expect_partial` restores the MLM/NSP heads (google's
+    run_pretraining.py restores every matching variable); --load_mlm_nsp_weights=False resets them."""
+    from training import config as config_lib, train
+    p1 = train.train(config_lib.build_config(_flags(dataset, tmp_path / "p1", init_weights=True)))
+    p1_heads = _heads(p1["params"])
+    assert p1_heads and any(n.startswith("cls/seq_relationship") for n in p1_heads)
+    phase2 = dict(init_checkpoint=tmp_path / "p1" / "t", expect_partial=True, num_steps_per_epoch=6)
+    with caplog.at_level(logging.INFO):
+        params, step, origin = _step0(_flags(dataset, tmp_path / "p2", **phase2))
+    assert step == 3 and "weights only" in origin
+    assert "start from random" not in caplog.text
+    heads = _heads(params)
+    assert heads.keys() == p1_heads.keys()
+    diff = max(float(np.abs(heads[n] - p1_heads[n]).max()) for n in heads)
+    print(f"phase 2 step-0 heads vs phase 1 last: max abs diff {diff}")
+    assert diff == 0.0
+    # Phase 2 trains on from there: its first step moves the heads from phase 1's values.
+    p2 = train.train(config_lib.build_config(_flags(dataset, tmp_path / "p2", stop_after_steps=1, **phase2)))
+    assert p2["step"] == 4
+    # --load_mlm_nsp_weights=False resets them explicitly (the encoder still comes from phase 1).
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        reset, _, _ = _step0(_flags(dataset, tmp_path / "p3", load_mlm_nsp_weights=False, **phase2))
+    assert "--load_mlm_nsp_weights=False" in caplog.text
+    reset_heads = _heads(reset)
+    assert all(not np.array_equal(reset_heads[n], p1_heads[n]) for n in reset_heads if n.endswith("kernel")
+               or n.endswith("output_weights"))
+
+
+def test_encoder_only_checkpoint_warns_and_starts_heads_from_random(caplog):
+    """A checkpoint without heads (a published encoder-only export): unset flag -> WARNING, random heads;
+    --load_mlm_nsp_weights=True -> an error; False -> random heads, no warning."""
+    import jax
+    from training import model_configs, models, tf_checkpoint
+    model = models.build_model(model_configs.from_dict(dict(TINY), "bert"), True)
+    init = jax.device_get(models.init_params(model, jax.random.PRNGKey(0), SEQ, PREDS))
+    other = tf_checkpoint.flatten(jax.device_get(models.init_params(model, jax.random.PRNGKey(1), SEQ, PREDS)))
+    encoder_only = {n: v for n, v in other.items() if not n.startswith("cls/")}
+    with caplog.at_level(logging.INFO):
+        params, report = tf_checkpoint.load_into_params(init, encoder_only, None, "enc.ckpt")
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "start from random" in r.getMessage()]
+    assert warned and "enc.ckpt" in warned[0].getMessage()
+    assert report["random_heads"] and not any(n.startswith("cls/") for n in report["loaded"])
+    flat = tf_checkpoint.flatten(params)
+    np.testing.assert_array_equal(flat["bert/embeddings/word_embeddings"], other["bert/embeddings/word_embeddings"])
+    with pytest.raises(tf_checkpoint.CheckpointError, match="lacks head variables"):
+        tf_checkpoint.load_into_params(init, encoder_only, True, "enc.ckpt")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _, report = tf_checkpoint.load_into_params(init, other, False, "full.ckpt")
+    assert report["random_heads"] and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # With the heads present and the flag unset, they are loaded.
+    params, report = tf_checkpoint.load_into_params(init, other, None, "full.ckpt")
+    assert not report["random_heads"]
+    flat = tf_checkpoint.flatten(params)
+    for n in other:
+        np.testing.assert_array_equal(flat[n], other[n])
