@@ -104,3 +104,41 @@ def test_encoder_only_checkpoint_warns_and_starts_heads_from_random(caplog):
     flat = tf_checkpoint.flatten(params)
     for n in other:
         np.testing.assert_array_equal(flat[n], other[n])
+
+
+def _random_batch(n, vocab, seed=0):
+    """n examples with 1..PREDS masked positions each (unequal weights per example, as real data has)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(SEQ // 4, SEQ + 1, n)
+    mask = (np.arange(SEQ)[None, :] < lengths[:, None]).astype(np.int32)
+    k = rng.integers(1, PREDS + 1, n)
+    weights = (np.arange(PREDS)[None, :] < k[:, None]).astype(np.float32)
+    positions = np.stack([np.sort(rng.choice(np.arange(1, l), PREDS, replace=False)) for l in lengths])
+    return {"input_ids": rng.integers(0, vocab, (n, SEQ)).astype(np.int32) * mask,
+            "input_mask": mask, "segment_ids": (np.arange(SEQ)[None, :] >= lengths[:, None] // 2).astype(np.int32)
+            * mask, "masked_lm_positions": (positions * weights).astype(np.int32),
+            "masked_lm_ids": (rng.integers(0, vocab, (n, PREDS)) * weights).astype(np.int32),
+            "masked_lm_weights": weights, "next_sentence_labels": rng.integers(0, 2, n).astype(np.int32)}
+
+
+@pytest.mark.parametrize("optimizer_type", ["lamb", "adamw"])
+def test_grad_accumulation_equals_the_whole_batch(optimizer_type):
+    """--grad_accum_steps=k: one step equals the unaccumulated step (f32, atol 1e-6) with micro-batches of
+    unequal Σ masked_lm_weights: the MLM loss is normalised by the whole batch's weights, NSP by its count."""
+    import jax
+    from training import model_configs, models, optimizers, schedules, train
+    model = models.build_model(model_configs.from_dict(dict(TINY, vocab_size=512), "bert"), True)
+    params = jax.device_get(models.init_params(model, jax.random.PRNGKey(0), SEQ, PREDS))
+    tx = optimizers.create_optimizer(optimizer_type, schedules.learning_rate_fn(1e-3, 0.0, 0, 10), 0.01)
+    batch = _random_batch(8, 512)
+    out = {}
+    for k in (1, 2, 4):
+        step = jax.jit(train.make_train_step(model, tx, k, jax.random.PRNGKey(1), deterministic=True))
+        new, _, _, sums = step(params, tx.init(params), np.int32(0), batch)
+        out[k] = (jax.device_get(new), jax.device_get(sums))
+    for k in (2, 4):
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(out[1][0]), jax.tree.leaves(out[k][0])))
+        print(f"{optimizer_type}: grad_accum_steps={k} vs 1: max abs param diff {diff:.3e}")
+        assert diff <= 1e-6, (k, diff)
+        for key in ("loss", "lm_example_loss", "next_sentence_loss", "mlm_weight", "mlm_correct", "nsp_count"):
+            assert float(out[k][1][key]) == pytest.approx(float(out[1][1][key]), rel=1e-5, abs=1e-6), key

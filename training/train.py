@@ -19,8 +19,14 @@ SUM_KEYS = ("loss", "lm_example_loss", "next_sentence_loss", "mlm_correct", "mlm
 
 
 def loss_and_metrics(model: models.PretrainingModel, params: Any, batch: Dict[str, jax.Array],
-                     dropout_rng: Optional[jax.Array], deterministic: bool) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-    """google-research/bert's pretraining loss: weighted mean MLM loss + mean NSP/SOP loss, in float32."""
+                     dropout_rng: Optional[jax.Array], deterministic: bool,
+                     mlm_weight_sum: Optional[jax.Array] = None, nsp_count: Optional[jax.Array] = None
+                     ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """google-research/bert's pretraining loss: weighted mean MLM loss + mean NSP/SOP loss, in float32.
+
+    A micro-batch of an accumulated step passes the whole batch's Σ masked_lm_weights and example count: its
+    loss is then its share of the whole batch's loss, so the micro-batches' losses (and gradients) add up to
+    exactly the unaccumulated ones."""
     out = model.apply({"params": params}, batch["input_ids"], batch["input_mask"], batch["segment_ids"],
                       batch["masked_lm_positions"], deterministic,
                       rngs=None if deterministic else {"dropout": dropout_rng})
@@ -29,7 +35,7 @@ def loss_and_metrics(model: models.PretrainingModel, params: Any, batch: Dict[st
     weights = batch["masked_lm_weights"].astype(jnp.float32)
     per = -jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
     weight_sum = weights.sum()
-    mlm_loss = (per * weights).sum() / (weight_sum + 1e-5)
+    mlm_loss = (per * weights).sum() / ((weight_sum if mlm_weight_sum is None else mlm_weight_sum) + 1e-5)
     correct = ((jnp.argmax(logp, -1) == labels) * weights).sum()
     stats = {"lm_example_loss": mlm_loss, "mlm_correct": correct, "mlm_weight": weight_sum,
              "next_sentence_loss": jnp.zeros((), jnp.float32), "nsp_correct": jnp.zeros((), jnp.float32),
@@ -38,7 +44,8 @@ def loss_and_metrics(model: models.PretrainingModel, params: Any, batch: Dict[st
     if out["nsp_logits"] is not None:
         nsp_logp = jax.nn.log_softmax(out["nsp_logits"].astype(jnp.float32), axis=-1)
         nsp_labels = batch["next_sentence_labels"]
-        nsp_loss = -jnp.take_along_axis(nsp_logp, nsp_labels[:, None], axis=-1).mean()
+        nsp_nll = -jnp.take_along_axis(nsp_logp, nsp_labels[:, None], axis=-1)
+        nsp_loss = nsp_nll.mean() if nsp_count is None else nsp_nll.sum() / nsp_count
         stats.update(next_sentence_loss=nsp_loss,
                      nsp_correct=(jnp.argmax(nsp_logp, -1) == nsp_labels).sum().astype(jnp.float32),
                      nsp_count=jnp.asarray(nsp_labels.shape[0], jnp.float32))
@@ -53,8 +60,9 @@ def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransforma
     learning rate: the schedule at `step`, the global step (tx gets it as update(..., global_step=step))."""
     tx = optax.with_extra_args_support(tx)
 
-    def grads_of(params, batch, rng):
-        return jax.value_and_grad(lambda p: loss_and_metrics(model, p, batch, rng, deterministic), has_aux=True)(params)
+    def grads_of(params, batch, rng, mlm_weight_sum=None, nsp_count=None):
+        return jax.value_and_grad(lambda p: loss_and_metrics(model, p, batch, rng, deterministic, mlm_weight_sum,
+                                                             nsp_count), has_aux=True)(params)
 
     def step_fn(params, opt_state, step, batch):
         rng = jax.random.fold_in(dropout_rng, step)
@@ -65,18 +73,20 @@ def make_train_step(model: models.PretrainingModel, tx: optax.GradientTransforma
             # Rows b, b+k, b+2k... form one micro-batch, so each spans every device's shard.
             micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1), batch)
 
+            # Each micro-batch's loss is normalised by the whole batch (Σ masked_lm_weights, example count), so
+            # the summed losses and gradients are the whole batch's, not a mean of per-micro-batch means.
+            weight_sum = batch["masked_lm_weights"].astype(jnp.float32).sum()
+            count = jnp.asarray(batch["input_ids"].shape[0], jnp.float32)
+
             def body(carry, inputs):
                 i, mb = inputs
-                (_, st), g = grads_of(params, mb, jax.random.fold_in(rng, i))
+                (_, st), g = grads_of(params, mb, jax.random.fold_in(rng, i), weight_sum, count)
                 acc_g, acc_s = carry
                 return (jax.tree.map(jnp.add, acc_g, g), jax.tree.map(jnp.add, acc_s, st)), None
 
             zeros_g = jax.tree.map(jnp.zeros_like, params)
             zeros_s = {key: jnp.zeros((), jnp.float32) for key in SUM_KEYS}
             (grads, stats), _ = jax.lax.scan(body, (zeros_g, zeros_s), (jnp.arange(k), micro))
-            grads = jax.tree.map(lambda g: g / k, grads)
-            for key in ("loss", "lm_example_loss", "next_sentence_loss"):
-                stats[key] = stats[key] / k
         # The schedule reads the global step (continued phases, fresh optimizer states), not optax's counter.
         updates, opt_state = tx.update(grads, opt_state, params, global_step=step)
         params = optax.apply_updates(params, updates)
