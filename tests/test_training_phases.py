@@ -142,3 +142,27 @@ def test_grad_accumulation_equals_the_whole_batch(optimizer_type):
         assert diff <= 1e-6, (k, diff)
         for key in ("loss", "lm_example_loss", "next_sentence_loss", "mlm_weight", "mlm_correct", "nsp_count"):
             assert float(out[k][1][key]) == pytest.approx(float(out[1][1][key]), rel=1e-5, abs=1e-6), key
+
+
+@needs_shared
+def test_no_init_checkpoint_starts_from_random(dataset, tmp_path, capsys):
+    """README: without --init_checkpoint the run starts from random weights, as run_pretraining.py does (it
+    stopped after loading with "no weights to start from"). A named checkpoint that does not exist stops in
+    build_setup, before the dataset, the model or the optimizer are built."""
+    import time
+    from training import config as config_lib, run_pretrain, train
+    cfg = config_lib.build_config(_flags(dataset, tmp_path / "r", num_steps_per_epoch=1))
+    assert not cfg.init_weights and not cfg.init_checkpoint
+    setup = train.build_setup(cfg)
+    assert setup.cfg.init_weights
+    result = train.train(cfg)
+    assert result["step"] == 1 and "random" in result["origin"]
+    assert np.isfinite(result["metrics"]["loss"])
+    # The same through the command line (bertbeam flags only, no run_pretraining.py flag to imply it).
+    capsys.readouterr()
+    assert run_pretrain.main(["--quiet"] + _flags(dataset, tmp_path / "cli", num_steps_per_epoch=1)) == 0
+    assert "stopped at step 1" in capsys.readouterr().out
+    start = time.time()
+    with pytest.raises(config_lib.ConfigError, match="--init_checkpoint .*nowhere.*no such"):
+        train.train(config_lib.build_config(_flags(dataset, tmp_path / "x", init_checkpoint=tmp_path / "nowhere")))
+    assert time.time() - start < 1.0

@@ -1,6 +1,8 @@
 """Pretraining loop: loss/metrics, data-parallel jitted step with gradient accumulation, resume, logging."""
 import dataclasses
+import glob
 import logging
+import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -151,8 +153,22 @@ def _fit_vocab_from_scratch(cfg: config_lib.TrainConfig, model_cfg: model_config
     return model_cfg
 
 
+def resolve_init(cfg: config_lib.TrainConfig, mc: Optional[model_configs.ModelClass]) -> config_lib.TrainConfig:
+    """Neither --init_checkpoint nor a model class with a pretrained checkpoint: random initial weights, as
+    google-research/bert's run_pretraining.py starts without --init_checkpoint (--init_weights)."""
+    source = cfg.init_checkpoint
+    if source and "://" not in source and not (os.path.exists(source) or glob.glob(glob.escape(source) + ".*")):
+        # Checked before the dataset, the model or the optimizer are built.
+        raise config_lib.ConfigError(f"--init_checkpoint {source}: no such file, folder or checkpoint prefix")
+    if cfg.init_weights or cfg.init_checkpoint or (mc is not None and mc.init_checkpoint):
+        return cfg
+    logging.info("no --init_checkpoint: random initial weights, as run_pretraining.py (--init_weights)")
+    return dataclasses.replace(cfg, init_weights=True)
+
+
 def build_setup(cfg: config_lib.TrainConfig) -> Setup:
     model_cfg, mc = resolve_model_config(cfg)
+    cfg = resolve_init(cfg, mc)
     manifest = input_pipeline.read_manifest(cfg.pretrain_data)
     model_cfg = _fit_vocab_from_scratch(cfg, model_cfg, manifest)
     spec = input_pipeline.validate(manifest, cfg.pretrain_data, model_cfg, cfg.max_seq_length,
@@ -236,6 +252,7 @@ def train(cfg: config_lib.TrainConfig) -> Dict[str, Any]:
 
 def _train(cfg: config_lib.TrainConfig, signals: preemption.StopAndSaveSignals) -> Dict[str, Any]:
     setup = build_setup(cfg)
+    cfg = setup.cfg  # with --init_weights set when there are no weights to start from
     run_dir, mesh, spec = setup.run_dir, setup.mesh, setup.spec
     total = config_lib.total_steps(cfg)
     is_chief = jax.process_index() == 0
