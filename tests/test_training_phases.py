@@ -166,3 +166,37 @@ def test_no_init_checkpoint_starts_from_random(dataset, tmp_path, capsys):
     with pytest.raises(config_lib.ConfigError, match="--init_checkpoint .*nowhere.*no such"):
         train.train(config_lib.build_config(_flags(dataset, tmp_path / "x", init_checkpoint=tmp_path / "nowhere")))
     assert time.time() - start < 1.0
+
+
+@needs_shared
+def test_eval_batch_size_is_honoured_with_run_pretraining_flags(dataset, tmp_path, monkeypatch, capsys):
+    """--eval_batch_size among run_pretraining.py flags reaches the in-training evaluation (it was consumed as
+    "ignored (no evaluation loop)" and the evaluation ran at batch 8)."""
+    from training import config as config_lib, evaluate, run_pretrain, run_pretraining_flags
+    argv, notes = run_pretraining_flags.translate([f"--input_file={dataset}/*.tfrecord", "--num_train_steps=2",
+                                                   f"--eval_data={dataset}", "--eval_batch_size", "5",
+                                                   "--bert_config_file=x.json"])
+    assert "--eval_batch_size" in argv and not any("eval_batch_size" in n for n in notes)
+    assert config_lib.build_config(argv).eval_batch_size == 5
+    sizes = []
+
+    class Spy(evaluate.Evaluator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sizes.append(self.batch_size)
+
+        def batches(self):
+            for batch, n in super().batches():
+                sizes.append(len(batch["input_ids"]))
+                yield batch, n
+
+    monkeypatch.setattr(evaluate, "Evaluator", Spy)
+    cfg_file = tmp_path / "tiny_bert_config.json"
+    cfg_file.write_text(json.dumps(TINY))
+    assert run_pretrain.main(["--quiet", f"--input_file={dataset}/*.tfrecord", f"--bert_config_file={cfg_file}",
+                              f"--output_dir={tmp_path / 'out'}", "--num_train_steps=2", "--num_warmup_steps=0",
+                              "--train_batch_size=8", f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDS}",
+                              "--do_train", f"--eval_data={dataset}", "--eval_batch_size=5", "--max_eval_examples=12",
+                              "--shuffle_buffer=16"]) == 0
+    assert "(12 examples)" in capsys.readouterr().out
+    assert sizes and sizes[0] == 5 and set(sizes[1:]) == {5}, sizes

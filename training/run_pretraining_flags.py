@@ -13,7 +13,8 @@ _BOOL_FLAGS = {"do_train", "do_eval", "use_tpu"}
 # Flags this module consumes (the rest are `bertbeam train`'s own and pass through).
 _OWN = {"input_file", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps", "keep_checkpoint_max",
         "optimizer", "do_train", "do_eval", "iterations_per_loop", "poly_power", "start_warmup_step",
-        "eval_batch_size", "max_eval_steps", *TPU_FLAGS}
+        "max_eval_steps", *TPU_FLAGS}
+# --eval_batch_size is also `bertbeam train`'s own flag (the in-training evaluation's batch): passed through.
 
 
 class RunPretrainingFlagError(ConfigError):
@@ -165,9 +166,9 @@ def translate(argv: Sequence[str], glob: Optional[Callable[[str], List[str]]] = 
         raise RunPretrainingFlagError(f"--poly_power={values['poly_power']}: only the linear decay (1.0) is supported")
     if "start_warmup_step" in values and _int("start_warmup_step", values["start_warmup_step"]) != 0:
         raise RunPretrainingFlagError("--start_warmup_step: only 0 is supported (use --start_step for a later phase)")
-    for name in ("eval_batch_size", "max_eval_steps"):
-        if name in values:
-            notes.append(f"--{name} ignored (no evaluation loop)")
+    if "max_eval_steps" in values:
+        notes.append("--max_eval_steps ignored: with --eval_data, --max_eval_examples sets how many records each "
+                     "evaluation reads (--eval_batch_size, the batch, is honoured)")
     tpu = [n for n in TPU_FLAGS if n in values]
     if tpu:
         notes.append(f"{', '.join('--' + n for n in tpu)}: accepted, not needed: on a TPU VM JAX finds every TPU "
