@@ -680,13 +680,17 @@ def run_all(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
         with local_workers.worker_processes() if forked_workers else contextlib.nullcontext():
             with watch or contextlib.nullcontext(), dask or contextlib.nullcontext():
                 result = p.run()
+                if dask is not None:
+                    dask.on_stall = result.cancel  # the wait below then raises or returns, the job unfinished
                 try:
-                    result.wait_until_finish()
-                except KeyboardInterrupt:
-                    if dask is None or dask.stalled is None:
-                        raise
-                    result.cancel()
-                    raise BuildFailed(dask.stalled) from None
+                    try:
+                        result.wait_until_finish()
+                    except BaseException:
+                        if dask is None or dask.stalled is None:
+                            raise
+                    if dask is not None and dask.stalled is not None:
+                        result.cancel()
+                        raise BuildFailed(dask.stalled)
                 finally:
                     client = getattr(result, "client", None)  # Beam's DaskRunner leaves its Dask client open
                     if client is not None and hasattr(client, "close"):

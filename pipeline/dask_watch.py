@@ -5,7 +5,8 @@ count as the launcher's child processes. Their build DoFns send their progress r
 topic of this run (`progress.Recorder(topic=...)`), which the launcher subscribes to; worker CPU is read from
 every worker process at the start and the end. A cluster whose workers are all paused (Dask pauses a worker
 over its memory limit's pause fraction) or gone makes no progress and would wait forever: after
-`stall_after_s` of that the watch interrupts the launcher, which fails with the message `stalled`.
+`stall_after_s` of that the watch cancels the job (or interrupts the launcher before it is submitted), which
+then fails with the message `stalled`.
 """
 import _thread
 import logging
@@ -64,6 +65,9 @@ class DaskWatch:
         self._cpu_start: Dict[str, float] = {}
         self.worker_cpu_s = 0.0
         self.stalled: Optional[str] = None
+        # What stops the job once it has stalled: the launcher sets it to the Beam result's cancel() once the job
+        # is submitted (its wait then raises); before that, the main thread is interrupted.
+        self.on_stall: Optional[Callable[[], Any]] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._monitor, name="bertbeam-dask-watch", daemon=True)
 
@@ -108,20 +112,27 @@ class DaskWatch:
 
     def _monitor(self) -> None:
         since: Optional[float] = None
+        interrupted = False
         while not self._stop.wait(self._check_interval_s):
             try:
                 problem = stall_problem(self._client.scheduler_info(n_workers=-1).get("workers", {}))
             except Exception as e:  # a scheduler that cannot answer is reported by Beam's own wait
                 logging.info("Dask scheduler unavailable to the watch: %s", e)
                 continue
-            if problem is None:
+            if problem is None and self.stalled is None:
                 since = None
                 continue
             since = since or time.monotonic()
-            if time.monotonic() - since >= self._stall_after_s:
+            if time.monotonic() - since < self._stall_after_s:
+                continue
+            if self.stalled is None:
                 self.stalled = (f"{problem} for {self._stall_after_s:.0f} s: the build cannot go on. Give the "
                                 f"workers more memory (dask worker --memory-limit), use --shuffle=local_files "
                                 f"(worker memory flat in corpus size), or more workers; "
                                 f"{ENV_STALL_S} sets this wait")
-                _thread.interrupt_main()
+            if self.on_stall is not None:
+                self.on_stall()
                 return
+            if not interrupted:  # not submitted yet: interrupt the launcher, and cancel once it is submitted
+                _thread.interrupt_main()
+                interrupted = True
