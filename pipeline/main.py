@@ -49,6 +49,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runtime_env.install_log_filters()  # before any subcommand imports Beam (its import-time warnings)
     try:
         result = _resolve(name)(rest)
+    except BrokenPipeError:
+        # The reader went away (`bertbeam segment F | head`): end quietly, as a Unix filter killed by SIGPIPE does.
+        # stdout is pointed at /dev/null so that flushing it at exit raises nothing more.
+        import os  # pylint: disable=import-outside-toplevel
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
     except ModuleNotFoundError as e:
         if name not in TRAIN_SUBCOMMANDS or (e.name or "").split(".")[0] not in _TRAIN_MODULES:
             raise
