@@ -330,6 +330,10 @@ def _duration(seconds: float) -> str:
     return f"{hours:,.1f} h ({hours / 24:,.1f} days)" if hours >= 48 else f"{hours:,.1f} h"
 
 
+# A dupe_factor above this is a sign of a corpus far too small for the phase, not a setting to build with.
+MAX_SENSIBLE_DUPE_FACTOR = 100
+
+
 def format_plan(plan: PlanReport) -> str:
     """The human-readable report `bertbeam plan` prints."""
     lines = []
@@ -348,6 +352,11 @@ def format_plan(plan: PlanReport) -> str:
                          f"seed did: fine, but the last {r.epochs - r.dupe_factor_nearest:.2f} epoch "
                          f"({r.shortfall_nearest:,} examples, {steps_short:,.0f} steps) re-reads instances "
                          f"already seen; {r.dupe_factor_ceil} (rounding up) is safer")
+        if r.dupe_factor_ceil > MAX_SENSIBLE_DUPE_FACTOR:
+            lines.append(f"  WARNING         : dupe_factor {r.dupe_factor_ceil:,} is absurd: the corpus is far too small "
+                         f"for this phase (every instance would be seen {r.epochs:,.0f} times, masked "
+                         f"{r.dupe_factor_ceil:,} ways); use a larger corpus or fewer steps (BERT used dupe_factor "
+                         f"10; above {MAX_SENSIBLE_DUPE_FACTOR} the model memorises the corpus)")
         if r.wall_seconds is not None:
             rate = p.examples / r.wall_seconds
             lines.append(f"  wall time       : {_duration(r.wall_seconds)} at {rate:,.1f} examples/s")

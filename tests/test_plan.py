@@ -124,3 +124,12 @@ def test_rounding():
     assert report.dupe_factor_nearest == report.dupe_factor_ceil == 1
     exact = plan.plan_phase(plan.Phase(128, 300, 10), 1000.0, None)  # exactly 3 epochs -> 3, not 4
     assert exact.dupe_factor_ceil == 3
+
+
+def test_an_absurd_dupe_factor_is_flagged():
+    """A tiny corpus for a real phase (issue 21: `dupe_factor 2,660,004` suggested without a word)."""
+    tiny = plan.plan_schedule([plan.parse_phase("128:10000:256")], {128: 1_000}, {})
+    text = plan.format_plan(tiny)
+    assert tiny.phases[0].dupe_factor_ceil == 2_560
+    assert "WARNING         : dupe_factor 2,560 is absurd" in text
+    assert "WARNING" not in plan.format_plan(_seed_plan())  # the seed's 6-7 and 3 are fine
