@@ -712,11 +712,10 @@ def _remove_temporary_files(plans) -> None:
     """After a failed or interrupted job: the run files and temporary shards it leaves (what the manifest step
     would have removed), so that only finished shards without a manifest remain (a rerun needs --overwrite).
     A failure here is logged, never raised over the job's own error."""
-    from transforms import fileio  # pylint: disable=import-outside-toplevel
+    from transforms.beam_build import remove_temporary_files  # pylint: disable=import-outside-toplevel
     for plan in plans:
         try:
-            fileio.delete_tree(plan.tmp_dir)
-            fileio.delete_stray_temps(plan.output_dir)
+            remove_temporary_files(plan)
         except Exception as e:  # pylint: disable=broad-except
             logging.warning("could not remove the temporary files under %s: %s", plan.output_dir, e)
 

@@ -368,7 +368,7 @@ class _WriteShardFn(beam.DoFn):
 def _write_shard(plan: BuildPlan, shard: int, payloads: Iterable[Any], shuffle: str) -> Dict[str, Any]:
     """Writes one shard from its slices (none for a shard no record reached), in (key, bytes) order: one temp
     file + rename; returns its manifest entry."""
-    payloads = [p for p in payloads if p is not None]
+    payloads = list(payloads)  # iterated twice: the count, then the merge
     expected = sum(p[-1] for p in payloads)
     if shuffle == "local_files":
         chunks = spill.merge_segments_framed(fileio.open_read, payloads)  # it orders the segments itself
@@ -385,6 +385,13 @@ def _write_shard(plan: BuildPlan, shard: int, payloads: Iterable[Any], shuffle: 
         raise RuntimeError(f"{path}: wrote {writer.count} records, the shuffle held {expected}")
     fileio.commit_temp(tmp, path)
     return {"shard": shard, "path": plan.shard_name(shard), "num_instances": writer.count, "bytes": counting.bytes}
+
+
+def remove_temporary_files(plan: BuildPlan) -> None:
+    """The plan's run-file folder and the temp files of failed attempts (one listing, one batched delete); call
+    once no writer into the output folder is left (all shards written, or the job ended)."""
+    fileio.delete_tree(plan.tmp_dir)
+    fileio.delete_stray_temps(plan.output_dir)
 
 
 class _WriteManifestFn(beam.DoFn):
@@ -419,8 +426,7 @@ class _WriteManifestFn(beam.DoFn):
         shards += [_write_shard(plan, shard, [], self._shuffle)
                    for shard in sorted(set(range(plan.cfg.num_shards)) - set(written))]
         shards.sort(key=lambda s: s["shard"])
-        fileio.delete_tree(plan.tmp_dir)
-        fileio.delete_stray_temps(plan.output_dir)
+        remove_temporary_files(plan)
         manifest = make_manifest(self._bases[index], counts, shards, time.time() - self._started_at)
         out = plan.output_dir
         fileio.write_atomic(fileio.join(out, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
