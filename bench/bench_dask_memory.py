@@ -8,7 +8,6 @@ own getrusage high-water mark, read on the worker), the workers' CPU-seconds per
     ./run_local.sh bench bench/bench_dask_memory.py [--scales 1,4,8] [--shuffle auto|runner|local_files]
 """
 import argparse
-import os
 import resource
 import shutil
 import sys
@@ -25,11 +24,6 @@ FLAGS = "--max_seq_length=128,512 --max_predictions_per_seq=20,77 --dupe_factor=
 def _peak_rss_mib() -> float:
     """This process's peak RSS in MiB (run on a Dask worker through Client.run)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def _write_corpus(folder: Path, source: Path, copies: int) -> int:
@@ -56,6 +50,7 @@ def main() -> None:
     args = p.parse_args()
     from distributed import Client, LocalCluster  # pylint: disable=import-outside-toplevel
     from pipeline import build  # pylint: disable=import-outside-toplevel
+    from pipeline.dask_watch import process_cpu_seconds  # pylint: disable=import-outside-toplevel
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_dask_memory_"))
     rows = []
@@ -67,14 +62,14 @@ def main() -> None:
                                memory_limit=0)
         try:
             with Client(cluster.scheduler_address) as client:
-                cpu0 = sum(client.run(_cpu_s).values())
+                cpu0 = sum(client.run(process_cpu_seconds).values())
                 out = work / f"dask_x{scale}"
                 started = time.time()
                 manifests = build.run_all(_argv(corpus, args.vocab_file, out, args.flags, [
                     "--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}",
                     "--allow_local_paths", f"--shuffle={args.shuffle}"]))
                 wall = time.time() - started
-                cpu = sum(client.run(_cpu_s).values()) - cpu0
+                cpu = sum(client.run(process_cpu_seconds).values()) - cpu0
                 rss = max(client.run(_peak_rss_mib).values())
         finally:
             cluster.close()
@@ -86,9 +81,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         if args.compare_local:
             local_out = work / f"local_x{scale}"
-            before = _cpu_s()
+            before = process_cpu_seconds()
             build.run_all(_argv(corpus, args.vocab_file, local_out, args.flags, ["--direct_running_mode=in_memory"]))
-            local_cpu = _cpu_s() - before
+            local_cpu = process_cpu_seconds() - before
             row += f"\n      DirectRunner in_memory: {local_cpu:7.1f} CPU-s = {local_cpu / mb:5.2f} CPU-s/MB; " \
                    f"Dask/local {cpu / local_cpu:.2f}x"
             shutil.rmtree(local_out, ignore_errors=True)

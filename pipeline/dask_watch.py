@@ -10,6 +10,7 @@ then fails with the message `stalled`.
 """
 import _thread
 import logging
+import os
 import threading
 import time
 import uuid
@@ -25,9 +26,8 @@ def new_topic() -> str:
     return f"bertbeam-progress-{uuid.uuid4().hex[:12]}"
 
 
-def _process_cpu_seconds() -> float:
-    """CPU-seconds of the calling (worker) process and its waited-for children; runs on each Dask worker."""
-    import os  # pylint: disable=import-outside-toplevel
+def process_cpu_seconds() -> float:
+    """CPU-seconds of the calling process and its waited-for children (run on each Dask worker by Client.run)."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
 
@@ -52,7 +52,7 @@ def stall_problem(workers: Dict[str, Dict[str, Any]]) -> Optional[str]:
 
 class DaskWatch:
     """Context manager around a Dask build: `on_records` receives the workers' progress records; `stalled` holds
-    the reason after the watch interrupted the launcher; `worker_cpu_s` the workers' CPU-seconds over the run."""
+    the reason once the watch stopped the job; `worker_cpu_s` the workers' CPU-seconds over the run."""
 
     def __init__(self, address: str, topic: str, on_records: Optional[Callable[[List[Dict]], None]] = None,
                  stall_after_s: float = DEFAULT_STALL_S, check_interval_s: float = CHECK_INTERVAL_S):
@@ -108,7 +108,7 @@ class DaskWatch:
             self._received = len(events)
 
     def _workers_cpu(self) -> Dict[str, float]:
-        return self._client.run(_process_cpu_seconds)
+        return self._client.run(process_cpu_seconds)
 
     def _monitor(self) -> None:
         since: Optional[float] = None
