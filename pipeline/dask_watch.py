@@ -99,13 +99,22 @@ class DaskWatch:
         self._received += 1
         self._on_records([event[1]])
 
-    def _receive_stragglers(self) -> None:
+    def _receive_stragglers(self, settle_s: float = 0.2, max_wait_s: float = 2.0) -> None:
         """Events the workers sent before the job ended but the subscription has not delivered yet: the
-        scheduler keeps a topic's events in arrival order, the order the subscription delivers them in."""
-        events = self._client.get_events(self.topic)
-        if len(events) > self._received:
-            self._on_records([msg for _, msg in events[self._received:]])
-            self._received = len(events)
+        scheduler keeps a topic's events in arrival order, the order the subscription delivers them in. A
+        worker's last events may still be in its batched stream to the scheduler, so the topic is read until
+        it holds no new event for `settle_s` (at most `max_wait_s`)."""
+        deadline = time.monotonic() + max_wait_s
+        quiet_reads = 0  # reads in a row that brought nothing new
+        while quiet_reads < 2 and time.monotonic() < deadline:
+            events = self._client.get_events(self.topic)
+            if len(events) > self._received:
+                self._on_records([msg for _, msg in events[self._received:]])
+                self._received, quiet_reads = len(events), 0
+            else:
+                quiet_reads += 1
+            if quiet_reads < 2:
+                time.sleep(settle_s)
 
     def _workers_cpu(self) -> Dict[str, float]:
         return self._client.run(process_cpu_seconds)
