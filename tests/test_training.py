@@ -159,6 +159,18 @@ def _flags(data, cfg_file, out, **extra):
     return [f"--{k}={v}" for k, v in flags.items()]
 
 
+def tiny_run_argv(data, out, **extra):
+    """`bertbeam train` flags for a few steps of the tiny BERT at batch 8, its config written beside `out`."""
+    cfg_file = out.parent / "tiny_bert_config.json"
+    cfg_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text(json.dumps(TINY))
+    flags = {"pretrain_data": data, "bert_config_file": cfg_file, "output_dir": out, "train_batch_size": 8,
+             "max_seq_length": SEQ, "max_predictions_per_seq": PREDS, "steps_per_loop": 1, "learning_rate": 1e-3,
+             "end_lr": 0.0, "warmup_steps": 0, "shuffle_buffer": 16, "run_prefix": "t"}
+    flags.update(extra)
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
 def _run(argv):
     from training import config as config_lib, train
     return train.train(config_lib.build_config(argv))

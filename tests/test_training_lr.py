@@ -98,16 +98,8 @@ def dataset(tmp_path_factory):
 
 
 def _flags(data, out, **extra):
-    from test_training import PREDS, SEQ, TINY
-    cfg_file = out.parent / "tiny_bert_config.json"
-    cfg_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(json.dumps(TINY))
-    flags = {"pretrain_data": data, "bert_config_file": cfg_file, "output_dir": out, "train_batch_size": 8,
-             "max_seq_length": SEQ, "max_predictions_per_seq": PREDS, "num_steps_per_epoch": 2,
-             "steps_per_loop": 1, "learning_rate": 1e-3, "end_lr": 0.0, "warmup_steps": 0, "init_weights": True,
-             "shuffle_buffer": 16, "run_prefix": "t"}
-    flags.update(extra)
-    return [f"--{k}={v}" for k, v in flags.items()]
+    from test_training import tiny_run_argv
+    return tiny_run_argv(data, out, **{"num_steps_per_epoch": 2, "init_weights": True, **extra})
 
 
 def _train(argv):
